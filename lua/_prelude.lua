@@ -1,0 +1,91 @@
+-- Shared by every script: redpool prepends this file to each script before loading it.
+--
+-- Calling convention (src/redpool/_scripts.py builds it; src/redpool/_keys.py names the keys):
+--   KEYS[1..6] = jobs, pending, workers, leases, meta, events  (all share the pool's hash tag)
+--   ARGV[1]    = template of a worker's owned-jobs set  ("...:worker:*:jobs")
+--   ARGV[2]    = template of a node's inbox stream      ("...:node:*:inbox")
+--   ARG[i]     = ARGV[i + 2]: the script's own arguments
+-- Dynamic keys are built from the templates and carry the same hash tag, so every script stays
+-- valid on Redis Cluster.
+--
+-- Job record (msgpack map in JOBS[key]):
+--   p payload, c created ms (server), d dispatching node, r dispatch request id (while the
+--   dispatcher waits), w owning worker ('' when queued), s state, e epoch (bumped on every
+--   assignment: the fencing token), a attempts, sw list of {node, request} waiting on a stop.
+-- States: queued -> assigned -> starting -> running -> stopping -> (deleted)
+
+local JOBS, PENDING, WORKERS, LEASES, META, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local OWNED_T, INBOX_T = ARGV[1], ARGV[2]
+local ARG = {}
+for i = 3, #ARGV do ARG[i - 2] = ARGV[i] end
+
+local function owned(worker) return (string.gsub(OWNED_T, '%*', worker)) end
+local function inbox(node) return (string.gsub(INBOX_T, '%*', node)) end
+-- A worker id is "<node id>.<n>": its node is the part before the first dot.
+local function node_of(worker) return string.match(worker, '^([^.]+)%.') end
+local function is_worker(id) return string.find(id, '.', 1, true) ~= nil end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- nil: no such job; false: the stored record is corrupt; otherwise the record table.
+local function load_job(key)
+  local raw = redis.call('HGET', JOBS, key)
+  if not raw then return nil end
+  local ok, rec = pcall(cmsgpack.unpack, raw)
+  if not ok or type(rec) ~= 'table' or type(rec.s) ~= 'string' or type(rec.e) ~= 'number' then
+    return false
+  end
+  return rec
+end
+
+local function save_job(key, rec) redis.call('HSET', JOBS, key, cmsgpack.pack(rec)) end
+
+-- NOMKSTREAM: a message to a node that is gone (its inbox deleted) is dropped, never leaked;
+-- the job records still say what must happen, and reconciliation acts on them.
+local function send(node, msg)
+  redis.call('XADD', inbox(node), 'NOMKSTREAM', '*', 'm', cmsgpack.pack(msg))
+end
+
+local function event(msg)
+  redis.call('XADD', EVENTS, 'MAXLEN', '~', 1000, '*', 'm', cmsgpack.pack(msg))
+end
+
+local function bump_version()
+  local v = redis.call('HINCRBY', META, 'version', 1)
+  event({'members', v})
+  return v
+end
+
+local function delete_job(key, rec)
+  redis.call('HDEL', JOBS, key)
+  redis.call('ZREM', PENDING, key)
+  if rec and rec.w ~= '' then redis.call('SREM', owned(rec.w), key) end
+end
+
+-- The job is gone for good: tell everyone still waiting on it.
+local function finish_stop(key, rec, why)
+  delete_job(key, rec)
+  if rec.r then send(rec.d, {'reply', rec.r, 'failed', why}) end
+  for _, waiter in ipairs(rec.sw or {}) do send(waiter[1], {'reply', waiter[2], 'stopped', ''}) end
+end
+
+-- The worker left or died (and fenced itself first): its jobs go back to the queue, due now.
+local function release_worker(worker)
+  local set = owned(worker)
+  for _, key in ipairs(redis.call('SMEMBERS', set)) do
+    local rec = load_job(key)
+    if rec and rec.w == worker then
+      if rec.s == 'stopping' then
+        finish_stop(key, rec, 'job was stopped before it started')
+      else
+        rec.w, rec.s = '', 'queued'
+        save_job(key, rec)
+        redis.call('ZADD', PENDING, 0, key)
+      end
+    end
+  end
+  redis.call('DEL', set)
+end

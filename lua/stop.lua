@@ -1,0 +1,25 @@
+-- stop: a caller asks for a job to stop.
+-- ARG: key, node (caller), request id.
+-- Returns {'notfound'} | {'stopped'} (already free) | {'pending'} (the owner will reply).
+-- Invariant: a job nobody has claimed is removed at once (its start() never runs); a claimed
+-- one is stopped by its owner, who frees the key (stopped.lua) after stop() returned.
+local key, node, req = ARG[1], ARG[2], tonumber(ARG[3])
+local rec = load_job(key)
+if rec == nil then return {'notfound'} end
+if rec == false then
+  redis.call('HDEL', JOBS, key)
+  redis.call('ZREM', PENDING, key)
+  return {'stopped'}
+end
+if rec.s == 'queued' or rec.s == 'assigned' then
+  finish_stop(key, rec, 'job was stopped before it started')
+  return {'stopped'}
+end
+rec.sw = rec.sw or {}
+rec.sw[#rec.sw + 1] = {node, req}
+if rec.s ~= 'stopping' then
+  rec.s = 'stopping'
+  send(node_of(rec.w), {'stop', key, rec.w, rec.e})
+end
+save_job(key, rec)
+return {'pending'}

@@ -1,0 +1,14 @@
+-- stopped: a worker's stop() returned for jobs whose records say stopping.
+-- ARG: triples (key, worker, epoch).
+-- Returns the number of jobs removed.
+-- Invariant: the key is free only once its owner has stopped it.
+local n = 0
+for i = 1, #ARG, 3 do
+  local key, worker, epoch = ARG[i], ARG[i + 1], tonumber(ARG[i + 2])
+  local rec = load_job(key)
+  if rec and rec.w == worker and rec.e == epoch and rec.s == 'stopping' then
+    finish_stop(key, rec, 'job was stopped before it started')
+    n = n + 1
+  end
+end
+return n

@@ -1,0 +1,24 @@
+-- withdraw: the dispatcher's wait timed out; take the job back so it cannot start later.
+-- ARG: key, node (dispatcher), request id.
+-- Returns {'started'} (it did start, the reply was missed) | {'withdrawn'} | {'gone'}.
+-- Invariant: after 'withdrawn', start() is never called for this dispatch; a start already
+-- under way (claimed) is followed by stop().
+local key, node, req = ARG[1], ARG[2], tonumber(ARG[3])
+local rec = load_job(key)
+if not rec or rec.d ~= node then return {'gone'} end
+if rec.r == nil then
+  if rec.s == 'running' or rec.s == 'stopping' then return {'started'} end
+  return {'gone'}
+end
+if rec.r ~= req then return {'gone'} end
+rec.r = nil
+if rec.s == 'queued' or rec.s == 'assigned' then
+  finish_stop(key, rec, 'withdrawn')
+elseif rec.s == 'starting' then
+  rec.s = 'stopping'
+  send(node_of(rec.w), {'stop', key, rec.w, rec.e})
+  save_job(key, rec)
+else
+  save_job(key, rec)
+end
+return {'withdrawn'}

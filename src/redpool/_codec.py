@@ -1,0 +1,90 @@
+"""msgpack decoding of what the Lua scripts store: job records, worker records, messages.
+
+Records and messages are packed by Redis's Lua ``cmsgpack``, which writes every Lua string as
+msgpack *str*, including binary payloads; so everything is unpacked with ``raw=True`` and the
+text fields are decoded here. A value that does not decode raises :class:`CorruptEntryError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+
+class CorruptEntryError(Exception):
+    """An entry in Redis is not what redpool wrote; callers log it and skip it."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    payload: bytes
+    created_ms: int
+    dispatcher: str
+    worker: str
+    state: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message in a node inbox or in the pool's event stream."""
+
+    kind: str
+    fields: tuple[Any, ...]
+
+
+def _unpack(raw: bytes) -> Any:
+    try:
+        return msgpack.unpackb(raw, raw=True, strict_map_key=False)
+    except Exception as exc:
+        raise CorruptEntryError(f"not msgpack: {raw[:40]!r}") from exc
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (int, float)):
+        return str(int(value))
+    raise CorruptEntryError(f"expected text, got {value!r}")
+
+
+def decode_record(raw: bytes) -> JobRecord:
+    rec = _unpack(raw)
+    try:
+        return JobRecord(
+            payload=bytes(rec[b"p"]),
+            created_ms=int(rec[b"c"]),
+            dispatcher=_text(rec[b"d"]),
+            worker=_text(rec[b"w"]),
+            state=_text(rec[b"s"]),
+            epoch=int(rec[b"e"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptEntryError(f"not a job record: {rec!r}") from exc
+
+
+def decode_created_ms(raw: bytes) -> int:
+    """Creation time (server ms) from a worker record."""
+    rec = _unpack(raw)
+    try:
+        return int(rec[b"c"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptEntryError(f"not a worker record: {rec!r}") from exc
+
+
+def decode_message(fields: dict[bytes, bytes]) -> Message:
+    """Decode a stream entry ``{m: msgpack [kind, ...]}``."""
+    raw = fields.get(b"m")
+    if raw is None:
+        raise CorruptEntryError(f"stream entry without 'm': {fields!r}")
+    msg = _unpack(raw)
+    if not isinstance(msg, list) or not msg or not isinstance(msg[0], bytes):
+        raise CorruptEntryError(f"not a message: {msg!r}")
+    return Message(kind=msg[0].decode("ascii", "replace"), fields=tuple(msg[1:]))
+
+
+def text(value: Any) -> str:
+    """A text field of a decoded message."""
+    return _text(value)

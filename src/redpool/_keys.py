@@ -1,0 +1,89 @@
+"""The one place that knows redpool's Redis key names.
+
+Every key of a pool starts with ``redpool:{<pool>}:``; the braces make the pool name the Redis
+Cluster hash tag, so all keys of a pool live in one slot and every Lua script is cluster-valid.
+Two pools share nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import InvalidArgumentError
+
+_ID_TEMPLATE = "*"
+
+
+def _validate_pool_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError(f"pool name must be a non-empty str, got {name!r}")
+    if any(c in name for c in "{}*") or any(c.isspace() for c in name):
+        raise InvalidArgumentError(
+            f"pool name {name!r} may not contain braces, '*' or whitespace"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names of one pool."""
+
+    pool: str
+
+    def __post_init__(self) -> None:
+        _validate_pool_name(self.pool)
+
+    @property
+    def prefix(self) -> str:
+        return f"redpool:{{{self.pool}}}:"
+
+    @property
+    def pattern(self) -> str:
+        """SCAN pattern matching every key of the pool (braces escaped for glob)."""
+        return f"redpool:\\{{{self.pool}\\}}:*"
+
+    @property
+    def jobs(self) -> str:
+        """HASH job key -> msgpack job record: the source of truth for every job."""
+        return self.prefix + "jobs"
+
+    @property
+    def pending(self) -> str:
+        """ZSET job key -> ms when its start is overdue (0: route now); admitted, not running."""
+        return self.prefix + "pending"
+
+    @property
+    def workers(self) -> str:
+        """HASH worker id -> msgpack {c: created ms}."""
+        return self.prefix + "workers"
+
+    @property
+    def leases(self) -> str:
+        """ZSET node or worker id -> lease expiry ms (Redis server time)."""
+        return self.prefix + "leases"
+
+    @property
+    def meta(self) -> str:
+        """HASH: ``version`` (membership counter), ``shutdown`` (set once shutdown begins)."""
+        return self.prefix + "meta"
+
+    @property
+    def events(self) -> str:
+        """STREAM of pool-wide events (membership changes, shutdown); hints, capped ~1000."""
+        return self.prefix + "events"
+
+    def owned(self, worker_id: str) -> str:
+        """SET of job keys assigned to a worker (lets a dead worker's jobs be found)."""
+        return f"{self.prefix}worker:{worker_id}:jobs"
+
+    def inbox(self, node_id: str) -> str:
+        """STREAM of messages to a node: starts, stops, replies, notifications."""
+        return f"{self.prefix}node:{node_id}:inbox"
+
+    def script_keys(self) -> list[str]:
+        """KEYS of every script, in the order lua/_prelude.lua expects."""
+        return [self.jobs, self.pending, self.workers, self.leases, self.meta, self.events]
+
+    def script_templates(self) -> list[str]:
+        """First two ARGV of every script: templates of the per-worker and per-node keys."""
+        return [self.owned(_ID_TEMPLATE), self.inbox(_ID_TEMPLATE)]

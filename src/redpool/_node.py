@@ -1,0 +1,569 @@
+"""A node: one process's membership in a pool. It dispatches and stops jobs anywhere in the
+pool and hosts workers; its background loops (inbox reader, heartbeat, reconciler) keep its
+workers' jobs in line with their records in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import time
+from collections.abc import Sequence
+from types import TracebackType
+
+import msgpack
+import redis.asyncio as aioredis
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from ._batch import Batcher
+from ._codec import CorruptEntryError, Message, decode_created_ms, decode_record, text
+from ._inbox import InboxReader
+from ._keys import Keys
+from ._lease import Lease
+from ._options import Options
+from ._reconcile import Reconciler
+from ._redis import TRANSIENT, connect, retry_transient
+from ._routing import Ring, load_ring
+from ._scripts import Beat, Scripts
+from ._supervise import cancel, supervise
+from ._types import Job, JobHandler, WorkerInfo, from_ms
+from ._worker import Worker
+from .errors import (
+    DispatchTimeoutError,
+    InvalidArgumentError,
+    JobExistsError,
+    JobNotFoundError,
+    JobStartError,
+    PoolClosedError,
+    PoolError,
+    PoolShuttingDownError,
+    QueueFullError,
+    StopTimeoutError,
+)
+
+_Started = tuple[str, str, int, str, str]
+_Stopped = tuple[str, str, int]
+
+
+def _check_key(key: object) -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidArgumentError(f"job key must be a non-empty str, got {key!r}")
+    return key
+
+
+def _check_payload(payload: object, limit: int) -> bytes:
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise InvalidArgumentError(f"payload must be bytes, got {type(payload).__name__}")
+    data = bytes(payload)
+    if len(data) > limit:
+        raise InvalidArgumentError(
+            f"payload is {len(data)} bytes, over max_payload_size={limit}; store large data "
+            "elsewhere and pass a reference"
+        )
+    return data
+
+
+class Node:
+    """A member of a pool; create one with :func:`redpool.add_node`."""
+
+    def __init__(
+        self,
+        pool_name: str,
+        client: aioredis.Redis,
+        owns_client: bool,
+        options: Options,
+        logger: FilteringBoundLogger | None,
+    ) -> None:
+        self.id = secrets.token_hex(6)
+        self.pool_name = pool_name
+        self._opts = options
+        self._keys = Keys(pool_name)
+        self._client = client
+        self._owns_client = owns_client
+        self._scripts = Scripts(client, self._keys)
+        base: FilteringBoundLogger = logger or structlog.get_logger("redpool")
+        self.log = base.bind(pool=pool_name, node=self.id)
+        self._ring = Ring()
+        self._ring_lock = asyncio.Lock()
+        self._workers: dict[str, Worker] = {}
+        self._worker_seq = itertools.count(1)
+        self._waiters: dict[int, asyncio.Future[tuple[str, str]]] = {}
+        self._requests = itertools.count(1)
+        self._closed = False
+        self._shutdown = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self._lease = Lease(self, self._scripts, options)
+        self._reconciler = Reconciler(self, self._scripts, options)
+        self._inbox: InboxReader | None = None
+        self._started: Batcher[_Started, str] = Batcher(self._scripts.started)
+        self._stopped: Batcher[_Stopped, int] = Batcher(self._flush_stopped)
+
+    def __repr__(self) -> str:
+        return f"<redpool.Node {self.id} pool={self.pool_name!r} workers={len(self._workers)}>"
+
+    async def _open(self) -> None:
+        await self._refresh_ring()
+        last = await self._client.xrevrange(self._keys.events, count=1)
+        self._inbox = InboxReader(
+            self._client,
+            self._keys,
+            self.id,
+            self,
+            self._opts.job_sink_block,
+            last[0][0].decode() if last else "0-0",
+        )
+        beat = await self._lease.beat()
+        if beat.shutdown:
+            await self._close(PoolShuttingDownError("the pool is shutting down"))
+            raise PoolShuttingDownError(f"pool {self.pool_name!r} is shutting down")
+        self._tasks.append(supervise("inbox", self._inbox.step, self.log))
+        self._tasks.append(
+            supervise(
+                "heartbeat", self._lease.step, self.log, self._opts.heartbeat_interval / 2
+            )
+        )
+        if not self._opts.client_only:
+            self._tasks.append(supervise("reconcile", self._reconciler.step, self.log))
+        self.log.info("node joined", client_only=self._opts.client_only)
+
+    # -- public API -------------------------------------------------------------------------
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def is_shutdown(self) -> bool:
+        return self._shutdown
+
+    def workers(self) -> list[Worker]:
+        """The workers of this node."""
+        return list(self._workers.values())
+
+    async def add_worker(self, handler: JobHandler) -> Worker:
+        """Add a worker running ``handler``; it takes its share of the pool's keys at once."""
+        self._check_open()
+        if self._opts.client_only:
+            raise PoolError("a client-only node cannot add workers; create it without client_only")
+        if not callable(getattr(handler, "start", None)) or not callable(
+            getattr(handler, "stop", None)
+        ):
+            raise InvalidArgumentError("handler must have start(job) and stop(key) methods")
+        worker_id = f"{self.id}.{next(self._worker_seq)}"
+        joined = await self._scripts.join(worker_id, self._opts.ttl_ms)
+        if joined is None:
+            raise PoolShuttingDownError(f"pool {self.pool_name!r} is shutting down")
+        worker = Worker(worker_id, from_ms(joined[1]), handler, self)
+        self._workers[worker_id] = worker
+        await self._refresh_ring()
+        self._lease.wake()  # route queued jobs to the new worker now
+        return worker
+
+    async def remove_worker(self, worker: Worker) -> None:
+        """Stop the worker's jobs here and hand them to the other workers of the pool."""
+        self._check_open()
+        if self._workers.get(worker.id) is not worker:
+            raise InvalidArgumentError(f"{worker!r} is not a worker of this node")
+        await self._remove_worker(worker)
+        await self._lease.beat()  # route its jobs now, not at the next beat
+
+    async def dispatch_job(self, key: str, payload: bytes = b"") -> None:
+        """Start a job on the worker that owns ``key``; return once its start() returned."""
+        self._check_open()
+        key = _check_key(key)
+        payload = _check_payload(payload, self._opts.max_payload_size)
+        timeout = self._opts.dispatch_timeout
+        deadline = time.monotonic() + timeout
+        request, reply = self._wait_for_reply()
+        try:
+            await self._admit(key, payload, request, deadline)
+            try:
+                outcome, message = await asyncio.wait_for(
+                    reply, max(deadline - time.monotonic(), 0)
+                )
+            except asyncio.TimeoutError:
+                result = await retry_transient(
+                    lambda: self._scripts.withdraw(key, self.id, request),
+                    time.monotonic() + self._opts.worker_ttl,
+                    f"withdrawing job {key!r}",
+                )
+                if result == "started":
+                    return
+                raise DispatchTimeoutError(key, timeout) from None
+            if outcome != "started":
+                raise JobStartError(key, message)
+        finally:
+            self._waiters.pop(request, None)
+
+    async def stop_job(self, key: str) -> None:
+        """Stop the job ``key`` wherever it runs; return once its stop() returned and the key
+        is free."""
+        self._check_open()
+        key = _check_key(key)
+        timeout = self._opts.dispatch_timeout
+        deadline = time.monotonic() + timeout
+        request, reply = self._wait_for_reply()
+        try:
+            status = await retry_transient(
+                lambda: self._scripts.stop(key, self.id, request), deadline, f"stopping {key!r}"
+            )
+            if status == "notfound":
+                raise JobNotFoundError(key)
+            if status == "pending":
+                try:
+                    await asyncio.wait_for(reply, max(deadline - time.monotonic(), 0))
+                except asyncio.TimeoutError:
+                    raise StopTimeoutError(key, timeout) from None
+        finally:
+            self._waiters.pop(request, None)
+
+    async def job_keys(self) -> list[str]:
+        """Keys of every job admitted in the pool (queued, starting or running)."""
+        self._check_open()
+        return sorted(k.decode() for k in await self._client.hkeys(self._keys.jobs))
+
+    async def job_payload(self, key: str) -> bytes | None:
+        """The payload of job ``key`` (b"" when empty), or None when there is no such job."""
+        self._check_open()
+        raw = await self._client.hget(self._keys.jobs, _check_key(key))
+        if raw is None:
+            return None
+        try:
+            return decode_record(raw).payload
+        except CorruptEntryError as exc:
+            self.log.warning("corrupt job record", key=key, error=str(exc))
+            return None
+
+    async def pool_workers(self) -> list[WorkerInfo]:
+        """Every worker of the pool, on every node."""
+        self._check_open()
+        out = []
+        for raw_id, raw in (await self._client.hgetall(self._keys.workers)).items():
+            worker_id = raw_id.decode("utf-8", "replace")
+            try:
+                created = decode_created_ms(raw)
+            except CorruptEntryError as exc:
+                self.log.warning("corrupt worker record", worker=worker_id, error=str(exc))
+                continue
+            out.append(WorkerInfo(worker_id, worker_id.split(".", 1)[0], from_ms(created)))
+        return sorted(out, key=lambda w: w.created_at)
+
+    async def close(self) -> None:
+        """Leave the pool: this node's jobs move to workers on other nodes (stop() runs here
+        first). Other nodes keep running."""
+        if self._closed:
+            return
+        await self._close(PoolClosedError("the node was closed"))
+
+    async def shutdown(self) -> None:
+        """Shut the whole pool down: every node stops its jobs and leaves; returns when all
+        have (or worker_shutdown_ttl passed), with every key of the pool deleted."""
+        self._check_open()
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hset(self._keys.meta, "shutdown", 1)
+        pipe.xadd(self._keys.events, {"m": msgpack.packb(["shutdown"])}, maxlen=1000)
+        await pipe.execute()
+        await self._leave_for_shutdown(initiator=True)
+        deadline = time.monotonic() + self._opts.worker_shutdown_ttl
+        delay = 0.01
+        while time.monotonic() < deadline and await self._client.zcard(self._keys.leases):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        async for batch in self._client.scan_iter(match=self._keys.pattern, count=500):
+            await self._client.unlink(batch)
+        await self._release_client()
+
+    async def __aenter__(self) -> Node:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- WorkerHost, LeaseHost, InboxHost, ReconcileHost ------------------------------------
+
+    def lease_valid(self) -> bool:
+        return self._lease.valid()
+
+    def worker_ids(self) -> list[str]:
+        return list(self._workers)
+
+    def active_workers(self) -> list[Worker]:
+        return [w for w in self._workers.values() if w.accepting]
+
+    def inbox_trim_id(self) -> str:
+        return self._inbox.inbox_cursor if self._inbox else ""
+
+    async def report_started(
+        self, key: str, worker: str, epoch: int, outcome: str, message: str
+    ) -> str:
+        return await retry_transient(
+            lambda: self._started.submit((key, worker, epoch, outcome, message)),
+            time.monotonic() + self._opts.worker_ttl,
+            f"reporting the start of {key!r}",
+        )
+
+    async def report_stopped(self, key: str, worker: str, epoch: int) -> None:
+        await retry_transient(
+            lambda: self._stopped.submit((key, worker, epoch)),
+            time.monotonic() + self._opts.worker_ttl,
+            f"reporting the stop of {key!r}",
+        )
+
+    async def _flush_stopped(self, items: Sequence[_Stopped]) -> list[int]:
+        await self._scripts.stopped(items)
+        return [1] * len(items)
+
+    async def on_messages(self, messages: list[Message]) -> None:
+        starts = [m for m in messages if m.kind == "start"]
+        if starts:
+            await self._claim(starts)
+        for msg in messages:
+            try:
+                self._handle(msg)
+            except (IndexError, ValueError, TypeError, CorruptEntryError) as exc:
+                self.log.warning("skipping malformed message", kind=msg.kind, error=repr(exc))
+
+    def _handle(self, msg: Message) -> None:
+        if msg.kind == "reply":
+            waiter = self._waiters.get(int(msg.fields[0]))
+            if waiter is not None and not waiter.done():
+                waiter.set_result((text(msg.fields[1]), text(msg.fields[2])))
+        elif msg.kind == "stop":
+            key, worker_id, epoch = text(msg.fields[0]), text(msg.fields[1]), int(msg.fields[2])
+            worker = self._workers.get(worker_id)
+            if worker is not None:
+                worker.begin_stop(key, epoch)
+            else:
+                self._spawn(self.report_stopped(key, worker_id, epoch))
+        elif msg.kind not in ("start", "hello"):
+            self.log.warning("unknown message kind", kind=msg.kind)
+
+    async def on_events(self, events: list[Message]) -> None:
+        kinds = {e.kind for e in events}
+        if "shutdown" in kinds:
+            self._spawn(self._leave_for_shutdown())
+        elif "members" in kinds:
+            await self._refresh_ring()
+
+    async def on_beat(self, beat: Beat) -> None:
+        if beat.missing:
+            await self._rejoin(beat.missing)
+        if beat.version != self._ring.version:
+            await self._refresh_ring()
+        if beat.shutdown and not self._shutdown:
+            self._spawn(self._leave_for_shutdown())
+            return
+        if beat.routable:
+            await self.assign(beat.routable)
+        for key in beat.corrupt:
+            self.log.error("corrupt job record left alone; stop_job() removes it", key=key)
+
+    async def on_fence(self) -> None:
+        await asyncio.gather(*(w.stop_all() for w in self._workers.values()))
+
+    async def on_unfence(self) -> None:
+        for worker in self._workers.values():
+            worker.resume()
+        self._reconciler.wake()
+
+    async def assign(self, jobs: Sequence[tuple[str, int]]) -> None:
+        """Route jobs (key, epoch) to their ring owners; compare-and-set on the epoch."""
+        for _ in range(3):
+            ring = self._ring
+            if not ring.workers:
+                return
+            moves = [(key, epoch, ring.route(key)) for key, epoch in jobs]
+            status, _value = await self._scripts.assign(ring.version, self._opts.grace_ms, moves)
+            if status != "stale":
+                return
+            await self._refresh_ring()
+        self.log.info("membership kept changing; routing left to the next heartbeat")
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._shutdown:
+            raise PoolShuttingDownError(f"pool {self.pool_name!r} was shut down")
+        if self._closed:
+            raise PoolClosedError(f"node {self.id} is closed")
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    def _wait_for_reply(self) -> tuple[int, asyncio.Future[tuple[str, str]]]:
+        request = next(self._requests)
+        reply: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
+        self._waiters[request] = reply
+        return request, reply
+
+    async def _admit(self, key: str, payload: bytes, request: int, deadline: float) -> None:
+        while True:
+            ring = self._ring
+            status, value = await retry_transient(
+                lambda: self._scripts.admit(
+                    key,
+                    payload,
+                    self.id,
+                    request,
+                    ring.version,
+                    ring.route(key),
+                    self._opts.grace_ms,
+                    self._opts.max_queued_jobs,
+                ),
+                deadline,
+                f"dispatching {key!r}",
+            )
+            if status == "ok":
+                return
+            if status == "exists":
+                raise JobExistsError(key)
+            if status == "full":
+                raise QueueFullError(
+                    f"{self._opts.max_queued_jobs} jobs are waiting to start "
+                    "(max_queued_jobs); add workers or retry later"
+                )
+            if status == "shutdown":
+                raise PoolShuttingDownError(f"pool {self.pool_name!r} is shutting down")
+            await self._refresh_ring()
+
+    async def _refresh_ring(self) -> None:
+        async with self._ring_lock:
+            ring, corrupt = await load_ring(self._client, self._keys)
+            for worker_id in corrupt:
+                self.log.warning("skipping corrupt worker record", worker=worker_id)
+            if ring.version == self._ring.version and self._ring.workers == ring.workers:
+                return
+            self._ring = ring
+        if not self._opts.client_only:
+            self._spawn(self._rebalance())
+
+    async def _rebalance(self) -> None:
+        """Hand each job whose ring owner changed to its new owner: stop() here first."""
+        ring = self._ring
+        moves = [
+            (worker, key, epoch)
+            for worker in self.active_workers()
+            for key, epoch in worker.running_keys()
+            if ring.route(key) != worker.id
+        ]
+        if not moves:
+            return
+        stopped = await asyncio.gather(*(w.stop_local(k, e) for w, k, e in moves))
+        handed = [(k, e) for (_, k, e), ok in zip(moves, stopped) if ok]
+        if handed:
+            await self.assign(handed)
+            self.log.info("rebalanced", moved=len(handed), version=ring.version)
+
+    async def _claim(self, starts: list[Message]) -> None:
+        wanted: dict[str, tuple[str, str, int]] = {}
+        for msg in starts:
+            key, worker_id, epoch = text(msg.fields[0]), text(msg.fields[1]), int(msg.fields[2])
+            worker = self._workers.get(worker_id)
+            if worker is None or not worker.accepting or worker.local_epoch(key) is not None:
+                continue
+            wanted[key] = (key, worker_id, epoch)
+        if not wanted or not self._lease.valid():
+            return
+        items = list(wanted.values())
+        for (key, worker_id, epoch), claimed in zip(items, await self._scripts.claim(items)):
+            worker = self._workers.get(worker_id)
+            if claimed is None or worker is None or not worker.accepting:
+                continue  # a claimed job not started here is rerouted by its record
+            worker.begin_start(
+                Job(
+                    key=key,
+                    payload=claimed.payload,
+                    created_at=from_ms(claimed.created_ms),
+                    worker_id=worker_id,
+                    node_id=claimed.dispatcher,
+                    epoch=epoch,
+                    attempt=claimed.attempts,
+                )
+            )
+
+    async def _rejoin(self, missing: list[str]) -> None:
+        """Workers reaped as dead while this node was cut off come back under new ids."""
+        for old_id in missing:
+            worker = self._workers.pop(old_id, None)
+            if worker is None:
+                continue
+            await worker.stop_all()
+            new_id = f"{self.id}.{next(self._worker_seq)}"
+            joined = await self._scripts.join(new_id, self._opts.ttl_ms)
+            if joined is None:
+                worker.retire()
+                continue
+            self.log.warning("worker was declared dead; rejoined", old=old_id, new=new_id)
+            worker.rename(new_id)
+            self._workers[new_id] = worker
+            worker.resume()
+        await self._refresh_ring()
+
+    async def _remove_worker(self, worker: Worker) -> None:
+        worker.retire()
+        await worker.stop_all()
+        await retry_transient(
+            lambda: self._scripts.leave(worker.id),
+            time.monotonic() + self._opts.worker_ttl,
+            f"removing worker {worker.id}",
+        )
+        self._workers.pop(worker.id, None)
+        await self._refresh_ring()
+
+    async def _leave_for_shutdown(self, initiator: bool = False) -> None:
+        if self._shutdown:
+            return
+        self._shutdown = True
+        self.log.info("pool shutting down; stopping this node's jobs")
+        await self._close(
+            PoolShuttingDownError("the pool is shutting down"),
+            release=False,
+            release_client=not initiator,
+        )
+
+    async def _close(
+        self, reason: PoolError, release: bool = True, release_client: bool = True
+    ) -> None:
+        self._closed = True
+        for worker in list(self._workers.values()):
+            if release:
+                try:
+                    await self._remove_worker(worker)
+                except TRANSIENT as exc:
+                    self.log.warning("could not hand jobs over; their leases will", error=repr(exc))
+            else:
+                worker.retire()
+                await worker.stop_all()
+        if release:
+            try:
+                await self._lease.beat(timeout=self._opts.heartbeat_interval)
+            except TRANSIENT:
+                pass
+        await cancel(self._tasks)
+        self._tasks.clear()
+        self._lease.close()
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(reason)
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.zrem(self._keys.leases, self.id, *self._workers)
+            pipe.delete(self._keys.inbox(self.id))
+            await pipe.execute()
+        except TRANSIENT as exc:
+            self.log.warning("could not deregister; the lease will expire", error=repr(exc))
+        self._workers.clear()
+        if release_client:
+            await self._release_client()
+        self.log.info("node left", reason=str(reason))
+
+    async def _release_client(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()

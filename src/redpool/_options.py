@@ -1,0 +1,72 @@
+"""Node options: defaults, validation and the timings derived from them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .errors import InvalidArgumentError
+
+MIB = 1024 * 1024
+
+
+def _positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentError(f"{name} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidArgumentError(f"{name} must be > 0, got {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidArgumentError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Options:
+    worker_ttl: float = 10.0
+    ack_grace_period: float = 20.0
+    max_queued_jobs: int = 1000
+    worker_shutdown_ttl: float = 120.0
+    job_sink_block: float = 5.0
+    client_only: bool = False
+    max_payload_size: int = MIB
+
+    def __post_init__(self) -> None:
+        for name in ("worker_ttl", "ack_grace_period", "worker_shutdown_ttl", "job_sink_block"):
+            _positive(name, getattr(self, name))
+        _count("max_queued_jobs", self.max_queued_jobs)
+        _count("max_payload_size", self.max_payload_size)
+        if not isinstance(self.client_only, bool):
+            raise InvalidArgumentError(f"client_only must be a bool, got {self.client_only!r}")
+
+    @property
+    def dispatch_timeout(self) -> float:
+        """How long dispatch_job waits for a start before withdrawing the job."""
+        return 2 * self.ack_grace_period
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Leases are renewed three times per TTL, so one lost beat never costs a lease."""
+        return self.worker_ttl / 3
+
+    @property
+    def fence_after(self) -> float:
+        """Seconds after a renewal was sent at which the node stops its jobs unless renewed
+        again; the quarter TTL left is the time stop() handlers get before others may start
+        the jobs."""
+        return self.worker_ttl * 0.75
+
+    @property
+    def reconcile_interval(self) -> float:
+        return self.worker_ttl
+
+    @property
+    def ttl_ms(self) -> int:
+        return int(self.worker_ttl * 1000)
+
+    @property
+    def grace_ms(self) -> int:
+        return int(self.ack_grace_period * 1000)

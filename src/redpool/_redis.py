@@ -1,0 +1,55 @@
+"""Connections to Redis and what counts as a transient failure of one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from .errors import InvalidArgumentError, RedisUnavailableError
+
+T = TypeVar("T")
+
+# Connection loss, timeouts and LOADING (a restarting server): worth retrying.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    asyncio.TimeoutError,
+    OSError,
+)
+
+
+def connect(target: aioredis.Redis | str) -> tuple[aioredis.Redis, bool]:
+    """A client that returns bytes, and whether redpool owns (and so closes) it."""
+    if isinstance(target, str):
+        return aioredis.Redis.from_url(target), True
+    if not isinstance(target, aioredis.Redis):
+        raise InvalidArgumentError(
+            f"redis must be a redis.asyncio.Redis or a URL string, got {type(target).__name__}"
+        )
+    pool = target.connection_pool
+    if not pool.connection_kwargs.get("decode_responses"):
+        return target, False
+    # redpool stores msgpack: it needs bytes, so it opens its own pool to the same server.
+    kwargs = {**pool.connection_kwargs, "decode_responses": False}
+    own = aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+    return aioredis.Redis(connection_pool=own), True
+
+
+async def retry_transient(call: Callable[[], Awaitable[T]], deadline: float, what: str) -> T:
+    """Run ``call`` until it succeeds, retrying transient failures with backoff until
+    ``deadline`` (monotonic); then raise RedisUnavailableError."""
+    delay = 0.02
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            return await asyncio.wait_for(call(), max(remaining, 0.001))
+        except TRANSIENT as exc:
+            if time.monotonic() + delay >= deadline:
+                raise RedisUnavailableError(f"{what}: Redis unavailable ({exc!r})") from exc
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)

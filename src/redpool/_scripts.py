@@ -1,0 +1,176 @@
+"""The Lua scripts of ``lua/``: loaded once, run with EVALSHA, wrapped in typed calls.
+
+Each script is ``lua/_prelude.lua`` followed by the script's own file. redis-py's Script object
+runs EVALSHA and loads the script again only when the server answers NOSCRIPT (after a restart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from ._keys import Keys
+
+_NAMES = (
+    "admit",
+    "assign",
+    "claim",
+    "heartbeat",
+    "join",
+    "leave",
+    "owned_jobs",
+    "started",
+    "stop",
+    "stopped",
+    "withdraw",
+)
+
+
+def _lua_dir() -> Path:
+    # In a wheel the scripts ship as redpool/lua; in a source checkout they live in ../../lua.
+    packaged = Path(str(resources.files("redpool"))) / "lua"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "lua"
+
+
+@cache
+def sources() -> dict[str, str]:
+    folder = _lua_dir()
+    prelude = (folder / "_prelude.lua").read_text()
+    return {name: prelude + "\n" + (folder / f"{name}.lua").read_text() for name in _NAMES}
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    payload: bytes
+    created_ms: int
+    attempts: int
+    dispatcher: str
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    now_ms: int
+    missing: list[str]
+    next_expiry_ms: int
+    version: str
+    shutdown: bool
+    routable: list[tuple[str, int]]
+    corrupt: list[str]
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Scripts:
+    """Typed entry points to the pool's atomic operations."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self._keys = keys.script_keys()
+        self._templates = keys.script_templates()
+        self._scripts = {name: client.register_script(src) for name, src in sources().items()}
+
+    async def _run(self, name: str, args: Sequence[str | int | bytes]) -> Any:
+        return await self._scripts[name](keys=self._keys, args=[*self._templates, *args])
+
+    async def admit(
+        self,
+        key: str,
+        payload: bytes,
+        node: str,
+        request: int,
+        version: str,
+        target: str,
+        grace_ms: int,
+        max_queued: int,
+    ) -> tuple[str, str]:
+        res = await self._run(
+            "admit", [key, payload, node, request, version, target, grace_ms, max_queued]
+        )
+        return _s(res[0]), _s(res[1]) if len(res) > 1 else ""
+
+    async def assign(
+        self, version: str, grace_ms: int, moves: Sequence[tuple[str, int, str]]
+    ) -> tuple[str, str]:
+        args: list[str | int] = [version, grace_ms]
+        for key, epoch, target in moves:
+            args += [key, epoch, target]
+        res = await self._run("assign", args)
+        return _s(res[0]), _s(res[1])
+
+    async def claim(self, starts: Sequence[tuple[str, str, int]]) -> list[Claimed | None]:
+        args: list[str | int] = []
+        for key, worker, epoch in starts:
+            args += [key, worker, epoch]
+        out: list[Claimed | None] = []
+        for item in await self._run("claim", args):
+            if item == 0:
+                out.append(None)
+            else:
+                payload, created, attempts, dispatcher = item
+                out.append(Claimed(bytes(payload), int(created), int(attempts), _s(dispatcher)))
+        return out
+
+    async def heartbeat(
+        self,
+        node: str,
+        workers: Sequence[str],
+        ttl_ms: int,
+        grace_ms: int,
+        trim: str,
+        route_limit: int,
+    ) -> Beat:
+        now, missing, expiry, version, shutdown, routable, corrupt = await self._run(
+            "heartbeat", [node, ttl_ms, grace_ms, trim, route_limit, *workers]
+        )
+        pairs = [(_s(routable[i]), int(routable[i + 1])) for i in range(0, len(routable), 2)]
+        return Beat(
+            now_ms=int(now),
+            missing=[_s(m) for m in missing],
+            next_expiry_ms=int(expiry),
+            version=_s(version),
+            shutdown=bool(shutdown),
+            routable=pairs,
+            corrupt=[_s(c) for c in corrupt],
+        )
+
+    async def join(self, worker: str, ttl_ms: int) -> tuple[str, int] | None:
+        """The new membership version and the server time, or None when shutting down."""
+        res = await self._run("join", [worker, ttl_ms])
+        return (_s(res[1]), int(res[2])) if _s(res[0]) == "ok" else None
+
+    async def leave(self, worker: str) -> str:
+        return _s(await self._run("leave", [worker]))
+
+    async def owned_jobs(self, workers: Sequence[str]) -> dict[str, list[tuple[str, int, str]]]:
+        out: dict[str, list[tuple[str, int, str]]] = {}
+        for worker, flat in await self._run("owned_jobs", list(workers)):
+            out[_s(worker)] = [
+                (_s(flat[i]), int(flat[i + 1]), _s(flat[i + 2])) for i in range(0, len(flat), 3)
+            ]
+        return out
+
+    async def started(self, outcomes: Sequence[tuple[str, str, int, str, str]]) -> list[str]:
+        args: list[str | int] = []
+        for key, worker, epoch, outcome, message in outcomes:
+            args += [key, worker, epoch, outcome, message]
+        return [_s(v) for v in await self._run("started", args)]
+
+    async def stop(self, key: str, node: str, request: int) -> str:
+        return _s((await self._run("stop", [key, node, request]))[0])
+
+    async def stopped(self, stops: Sequence[tuple[str, str, int]]) -> int:
+        args: list[str | int] = []
+        for key, worker, epoch in stops:
+            args += [key, worker, epoch]
+        return int(await self._run("stopped", args))
+
+    async def withdraw(self, key: str, node: str, request: int) -> str:
+        return _s((await self._run("withdraw", [key, node, request]))[0])
+

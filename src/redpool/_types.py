@@ -1,0 +1,68 @@
+"""The public value types and the Protocols users implement."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol, runtime_checkable
+
+
+def from_ms(ms: int) -> datetime:
+    """A Redis server timestamp in ms as an aware UTC datetime."""
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def _always() -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as its worker sees it."""
+
+    key: str
+    payload: bytes
+    created_at: datetime
+    worker_id: str
+    node_id: str
+    """The node that dispatched the job."""
+    epoch: int = 1
+    """Fencing token: grows every time the job is assigned; pass it to systems you write to."""
+    attempt: int = 0
+    """How many times the job was requeued (a handler raised :class:`redpool.Requeue`)."""
+    _owned: Callable[[], bool] = field(default=_always, repr=False, compare=False)
+
+    def is_owned(self) -> bool:
+        """Whether this worker still owns the job: its lease is fresh and the job was not
+        stopped. Long-running work should check it before each step that must not run twice."""
+        return self._owned()
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker anywhere in the pool."""
+
+    id: str
+    node_id: str
+    created_at: datetime
+
+
+@runtime_checkable
+class JobHandler(Protocol):
+    """What a worker runs. Each method may be sync (run in a thread) or async."""
+
+    def start(self, job: Job) -> Awaitable[None] | None:
+        """Start the job; return once it is started. Raise to fail the dispatch, or raise
+        :class:`redpool.Requeue` to have it retried."""
+
+    def stop(self, key: str) -> Awaitable[None] | None:
+        """Stop the job; return once it is stopped."""
+
+
+@runtime_checkable
+class NotificationHandler(Protocol):
+    """Optionally implemented by a :class:`JobHandler` to receive ``notify_worker`` payloads."""
+
+    def handle_notification(self, key: str, payload: bytes) -> Awaitable[None] | None:
+        """Handle a notification for a job this worker runs."""

@@ -1,0 +1,196 @@
+"""A worker: runs its handler's start()/stop() for the jobs it owns, one operation per key at a
+time and in the order they were asked for."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from structlog.typing import FilteringBoundLogger
+
+from ._types import Job, JobHandler, NotificationHandler
+from .errors import Requeue
+
+
+class WorkerHost(Protocol):
+    """What a worker needs from its node."""
+
+    log: FilteringBoundLogger
+
+    def lease_valid(self) -> bool: ...
+
+    async def report_started(
+        self, key: str, worker: str, epoch: int, outcome: str, message: str
+    ) -> str: ...
+
+    async def report_stopped(self, key: str, worker: str, epoch: int) -> None: ...
+
+
+async def call_handler(fn: Callable[..., Any], *args: Any) -> None:
+    """Await an async handler method; run a sync one in a thread so it cannot stall the
+    node's lease renewals."""
+    if inspect.iscoroutinefunction(fn):
+        await fn(*args)
+        return
+    result = await asyncio.to_thread(fn, *args)
+    if inspect.isawaitable(result):
+        await result
+
+
+@dataclass
+class _Local:
+    job: Job
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    running: bool = False
+    gone: bool = False
+
+
+class Worker:
+    """A worker of this node; created by :meth:`redpool.Node.add_worker`."""
+
+    def __init__(
+        self, worker_id: str, created_at: datetime, handler: JobHandler, host: WorkerHost
+    ) -> None:
+        self.id = worker_id
+        self.created_at = created_at
+        self.handler = handler
+        self._host = host
+        self._jobs: dict[str, _Local] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._accepting = True
+        self._stopped = False
+        self._log = host.log.bind(worker=worker_id)
+
+    def __repr__(self) -> str:
+        return f"<redpool.Worker {self.id} jobs={len(self._jobs)}>"
+
+    def jobs(self) -> list[Job]:
+        """The jobs this worker runs or is starting."""
+        return [local.job for local in self._jobs.values() if not local.gone]
+
+    def is_stopped(self) -> bool:
+        return self._stopped
+
+    # -- used by the node -------------------------------------------------------------------
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting and not self._stopped
+
+    def local_epoch(self, key: str) -> int | None:
+        local = self._jobs.get(key)
+        return None if local is None or local.gone else local.job.epoch
+
+    def running_keys(self) -> list[tuple[str, int]]:
+        return [(k, v.job.epoch) for k, v in self._jobs.items() if not v.gone]
+
+    def begin_start(self, job: Job) -> None:
+        """Take a claimed job: register it now (so stops and rebalances see it) and start it."""
+        local = _Local(job)
+        local.job = replace(job, _owned=lambda: not local.gone and self._host.lease_valid())
+        self._jobs[job.key] = local
+        self._spawn(self._start(local))
+
+    def begin_stop(self, key: str, epoch: int) -> None:
+        """A stop was requested for the job at ``epoch``: stop it and report the key free."""
+        self._spawn(self.stop_local(key, epoch, report=True))
+
+    def notify(self, key: str, payload: bytes) -> None:
+        local = self._jobs.get(key)
+        if local is None or local.gone:
+            self._log.warning("notification for a job this worker does not run", key=key)
+            return
+        self._spawn(self._notify(local, payload))
+
+    async def stop_local(self, key: str, epoch: int | None = None, report: bool = False) -> bool:
+        """Stop a job here; True if stop() ran. ``report`` frees the key in Redis afterwards
+        (also when nothing ran here, so a stop is never left waiting)."""
+        local = self._jobs.get(key)
+        if local is None or (epoch is not None and local.job.epoch != epoch):
+            if report and epoch is not None:
+                await self._host.report_stopped(key, self.id, epoch)
+            return False
+        async with local.lock:
+            if local.gone:
+                return False
+            await self._stop_locked(local, report)
+            return True
+
+    async def stop_all(self) -> None:
+        """Stop every job here, without freeing keys (their records decide what comes next)."""
+        self._accepting = False
+        await asyncio.gather(*(self.stop_local(key) for key in list(self._jobs)))
+
+    def resume(self) -> None:
+        if not self._stopped:
+            self._accepting = True
+
+    def rename(self, worker_id: str) -> None:
+        """The worker rejoined the pool under a new id (its old one was declared dead)."""
+        self.id = worker_id
+        self._log = self._host.log.bind(worker=worker_id)
+
+    def retire(self) -> None:
+        self._accepting = False
+        self._stopped = True
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _forget(self, local: _Local) -> None:
+        local.gone = True
+        if self._jobs.get(local.job.key) is local:
+            del self._jobs[local.job.key]
+
+    async def _start(self, local: _Local) -> None:
+        job = local.job
+        async with local.lock:
+            if local.gone:
+                return
+            outcome, message = "ok", ""
+            try:
+                await call_handler(self.handler.start, job)
+            except Requeue:
+                outcome = "requeue"
+            except Exception as exc:
+                outcome, message = "error", f"{type(exc).__name__}: {exc}"
+                self._log.info("start failed", key=job.key, error=message)
+            if outcome != "ok":
+                self._forget(local)
+            verdict = await self._host.report_started(job.key, self.id, job.epoch, outcome, message)
+            if outcome != "ok":
+                return
+            if verdict == "run":
+                local.running = True
+            else:
+                await self._stop_locked(local, report=verdict == "stop")
+
+    async def _stop_locked(self, local: _Local, report: bool) -> None:
+        key = local.job.key
+        try:
+            await call_handler(self.handler.stop, key)
+        except Exception as exc:
+            self._log.warning("stop() raised; the job counts as stopped", key=key, error=repr(exc))
+        self._forget(local)
+        if report:
+            await self._host.report_stopped(key, self.id, local.job.epoch)
+
+    async def _notify(self, local: _Local, payload: bytes) -> None:
+        async with local.lock:
+            if local.gone:
+                return
+            if not isinstance(self.handler, NotificationHandler):
+                self._log.warning("handler has no handle_notification; dropped", key=local.job.key)
+                return
+            try:
+                await call_handler(self.handler.handle_notification, local.job.key, payload)
+            except Exception as exc:
+                self._log.warning("handle_notification raised", key=local.job.key, error=repr(exc))
