@@ -3,13 +3,18 @@ and fresh servers for tests that restart or break theirs."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+import redpool
+from tests.procs import Member
 from tests.redis_server import RedisServer
 
 _pool_ids = itertools.count()
@@ -56,3 +61,45 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def make_node(
+    redis_url: str, pool_name: str
+) -> AsyncIterator[Callable[..., Awaitable[redpool.Node]]]:
+    """Nodes of this test's pool (short TTLs keep the tests quick); all closed at the end."""
+    nodes: list[redpool.Node] = []
+
+    async def make(**options: Any) -> redpool.Node:
+        options.setdefault("worker_ttl", 1.0)
+        options.setdefault("ack_grace_period", 1.0)
+        options.setdefault("job_sink_block", 1.0)
+        node = await redpool.add_node(options.pop("pool", pool_name), redis_url, **options)
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        if not node.is_closed():
+            await node.close()
+
+
+@pytest.fixture
+def events_file(tmp_path: Path) -> Path:
+    return tmp_path / "events.log"
+
+
+@pytest.fixture
+async def members(
+    redis_url: str, pool_name: str, events_file: Path
+) -> AsyncIterator[Callable[..., Awaitable[Member]]]:
+    """Pool member processes (tests/proc.py); terminated at the end."""
+    started: list[Member] = []
+
+    async def start(*args: str) -> Member:
+        member = await Member.start(redis_url, pool_name, events_file, *args)
+        started.append(member)
+        return member
+
+    yield start
+    await asyncio.gather(*(m.terminate() for m in started))

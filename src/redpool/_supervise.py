@@ -32,7 +32,7 @@ def supervise(
         while True:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(Exception),
-                wait=wait_exponential_jitter(initial=0.02, max=max_backoff, jitter=0.05),
+                wait=wait_exponential_jitter(multiplier=0.02, max=max_backoff, jitter=0.05),
                 before_sleep=report,
             ):
                 with attempt:

@@ -1,0 +1,145 @@
+"""A pool member in its own OS process, for cross-process and fault tests.
+
+    python -m tests.proc URL POOL EVENTS_FILE [--workers N] [--ttl S] [--grace S] [--client]
+
+It prints ``ready <node id>`` once joined, then obeys one command per stdin line and answers
+``ok ...`` or ``error <class> <message>``:
+
+    dispatch KEY [PAYLOAD]   stop KEY   keys   race KEY N   add   remove   close   shutdown
+
+Every start() and stop() of its handler appends ``<monotonic ns> <pid> <start|stop> <key>`` to
+EVENTS_FILE with one O_APPEND write (CLOCK_MONOTONIC is shared by all processes of a machine),
+so a kill -9 loses no line that describes work the process did. While a job runs, its handler
+also appends ``tick`` lines, but only while ``job.is_owned()``: the work a fenced worker must
+not do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+
+import structlog
+
+import redpool
+
+
+class EventLog:
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, event: str, key: str) -> None:
+        os.write(self._fd, f"{time.monotonic_ns()} {os.getpid()} {event} {key}\n".encode())
+
+
+class TickingHandler:
+    """Starts a small ticking task per job, like a real long-running job."""
+
+    def __init__(self, log: EventLog, tick: float) -> None:
+        self._log = log
+        self._tick = tick
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self, job: redpool.Job) -> None:
+        self._log.write("start", job.key)
+        self._tasks[job.key] = asyncio.create_task(self._run(job))
+
+    async def _run(self, job: redpool.Job) -> None:
+        while True:
+            await asyncio.sleep(self._tick)
+            if job.is_owned():
+                self._log.write("tick", job.key)
+
+    async def stop(self, key: str) -> None:
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
+        self._log.write("stop", key)
+
+
+async def _race(node: redpool.Node, key: str, n: int) -> str:
+    results = await asyncio.gather(
+        *(node.dispatch_job(key) for _ in range(n)), return_exceptions=True
+    )
+    ok = sum(r is None for r in results)
+    exists = sum(isinstance(r, redpool.JobExistsError) for r in results)
+    return f"{ok} {exists}"
+
+
+def _dump_tasks() -> None:
+    """SIGUSR1: print every task's stack to stderr, to see where a process is stuck."""
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("pool")
+    parser.add_argument("events")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--ttl", type=float, default=1.0)
+    parser.add_argument("--grace", type=float, default=2.0)
+    parser.add_argument("--tick", type=float, default=0.02)
+    parser.add_argument("--client", action="store_true")
+    args = parser.parse_args()
+
+    # stdout is the command channel; logs go to stderr.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    log = EventLog(args.events)
+    node = await redpool.add_node(
+        args.pool,
+        args.url,
+        worker_ttl=args.ttl,
+        ack_grace_period=args.grace,
+        client_only=args.client,
+        job_sink_block=1.0,
+        max_queued_jobs=100_000,
+    )
+    workers = [await node.add_worker(TickingHandler(log, args.tick)) for _ in range(args.workers)]
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, done.set)
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print(f"ready {node.id}", flush=True)
+
+    async def commands() -> None:
+        while line := (await reader.readline()).decode().split():
+            cmd, rest = line[0], line[1:]
+            try:
+                out = ""
+                if cmd == "dispatch":
+                    await node.dispatch_job(rest[0], rest[1].encode() if len(rest) > 1 else b"")
+                elif cmd == "stop":
+                    await node.stop_job(rest[0])
+                elif cmd == "keys":
+                    out = " ".join(await node.job_keys())
+                elif cmd == "race":
+                    out = await _race(node, rest[0], int(rest[1]))
+                elif cmd == "add":
+                    workers.append(await node.add_worker(TickingHandler(log, args.tick)))
+                elif cmd == "remove":
+                    await node.remove_worker(workers.pop())
+                elif cmd == "close":
+                    await node.close()
+                elif cmd == "shutdown":
+                    await node.shutdown()
+                print(f"ok {out}".rstrip(), flush=True)
+            except Exception as exc:
+                print(f"error {type(exc).__name__} {exc}".replace("\n", " "), flush=True)
+        done.set()
+
+    task = asyncio.create_task(commands())
+    await done.wait()
+    task.cancel()
+    await node.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
