@@ -14,8 +14,11 @@ class Batcher(Generic[T, R]):
     """``await batcher.submit(item)`` returns ``flush([... item ...])[i]``; every item submitted
     before the flush task runs goes into the same call."""
 
-    def __init__(self, flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]]) -> None:
+    def __init__(
+        self, flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]], max_batch: int = 500
+    ) -> None:
         self._flush = flush
+        self._max_batch = max_batch
         self._items: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -29,6 +32,14 @@ class Batcher(Generic[T, R]):
     async def _run(self) -> None:
         await asyncio.sleep(0)  # let the other callers of this turn join the batch
         items, self._items, self._task = self._items, [], None
+        await asyncio.gather(
+            *(
+                self._flush_chunk(items[i : i + self._max_batch])
+                for i in range(0, len(items), self._max_batch)
+            )
+        )
+
+    async def _flush_chunk(self, items: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
             results = await self._flush([item for item, _ in items])
         except BaseException as exc:

@@ -42,6 +42,7 @@ from .errors import (
     StopTimeoutError,
 )
 
+_Admit = tuple[str, bytes, int]
 _Started = tuple[str, str, int, str, str]
 _Stopped = tuple[str, str, int]
 
@@ -97,6 +98,7 @@ class Node:
         self._lease = Lease(self, self._scripts, options)
         self._reconciler = Reconciler(self, self._scripts, options)
         self._inbox: InboxReader | None = None
+        self._admits: Batcher[_Admit, str] = Batcher(self._flush_admits)
         self._started: Batcher[_Started, str] = Batcher(self._scripts.started)
         self._stopped: Batcher[_Stopped, int] = Batcher(self._flush_stopped)
 
@@ -404,33 +406,36 @@ class Node:
         return request, reply
 
     async def _admit(self, key: str, payload: bytes, request: int, deadline: float) -> None:
+        status = await retry_transient(
+            lambda: self._admits.submit((key, payload, request)),
+            deadline,
+            f"dispatching {key!r}",
+        )
+        if status == "exists":
+            raise JobExistsError(key)
+        if status == "full":
+            raise QueueFullError(
+                f"{self._opts.max_queued_jobs} jobs are waiting to start "
+                "(max_queued_jobs); add workers or retry later"
+            )
+        if status == "shutdown":
+            raise PoolShuttingDownError(f"pool {self.pool_name!r} is shutting down")
+
+    async def _flush_admits(self, jobs: Sequence[_Admit]) -> list[str]:
+        """Admit every dispatch of this event-loop turn in one script call."""
         while True:
             ring = self._ring
-            status, value = await retry_transient(
-                lambda: self._scripts.admit(
-                    key,
-                    payload,
-                    self.id,
-                    request,
-                    ring.version,
-                    ring.route(key),
-                    self._opts.grace_ms,
-                    self._opts.max_queued_jobs,
-                ),
-                deadline,
-                f"dispatching {key!r}",
+            status, results = await self._scripts.admit(
+                self.id,
+                ring.version,
+                self._opts.grace_ms,
+                self._opts.max_queued_jobs,
+                [(key, payload, request, ring.route(key)) for key, payload, request in jobs],
             )
             if status == "ok":
-                return
-            if status == "exists":
-                raise JobExistsError(key)
-            if status == "full":
-                raise QueueFullError(
-                    f"{self._opts.max_queued_jobs} jobs are waiting to start "
-                    "(max_queued_jobs); add workers or retry later"
-                )
+                return results
             if status == "shutdown":
-                raise PoolShuttingDownError(f"pool {self.pool_name!r} is shutting down")
+                return ["shutdown"] * len(jobs)
             await self._refresh_ring()
 
     async def _refresh_ring(self) -> None:

@@ -81,19 +81,21 @@ class Scripts:
 
     async def admit(
         self,
-        key: str,
-        payload: bytes,
         node: str,
-        request: int,
         version: str,
-        target: str,
         grace_ms: int,
         max_queued: int,
-    ) -> tuple[str, str]:
-        res = await self._run(
-            "admit", [key, payload, node, request, version, target, grace_ms, max_queued]
-        )
-        return _s(res[0]), _s(res[1]) if len(res) > 1 else ""
+        jobs: Sequence[tuple[str, bytes, int, str]],
+    ) -> tuple[str, list[str]]:
+        """('ok', status per job) | ('stale', [version]) | ('shutdown', [])."""
+        args: list[str | int | bytes] = [node, version, grace_ms, max_queued]
+        for key, payload, request, target in jobs:
+            args += [key, payload, request, target]
+        res = await self._run("admit", args)
+        status = _s(res[0])
+        if status == "ok":
+            return status, [_s(v) for v in res[1]]
+        return status, [_s(v) for v in res[1:]]
 
     async def assign(
         self, version: str, grace_ms: int, moves: Sequence[tuple[str, int, str]]

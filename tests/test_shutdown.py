@@ -1,0 +1,54 @@
+"""shutdown() is pool-wide: every job is stopped everywhere, then the pool's keys are gone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+import redpool
+from tests.helpers import eventually
+from tests.procs import read_history, running_now
+
+
+async def test_shutdown_stops_every_job_on_every_node_and_deletes_the_pool(
+    make_node, members, events_file, redis: aioredis.Redis, pool_name: str
+):
+    procs = [await members("--workers", "2") for _ in range(2)]
+    node = await make_node()
+    keys = [f"job-{i}" for i in range(20)]
+    await asyncio.gather(*(node.dispatch_job(k) for k in keys))
+    await node.shutdown()
+    assert node.is_shutdown()
+    history = read_history(events_file, {})
+    assert sorted(history.intervals) == sorted(keys)
+    assert all(pids == [] for pids in running_now(history).values()), "a job still runs"
+    assert await redis.keys(f"redpool:{{{pool_name}}}:*") == []
+    for proc in procs:
+        with pytest.raises(AssertionError, match="PoolShuttingDownError|PoolClosedError"):
+            await proc.ask("dispatch more")
+    with pytest.raises(redpool.PoolClosedError):
+        await node.dispatch_job("more")
+
+
+async def test_shutdown_waits_for_other_nodes_to_finish_stopping(make_node, pool_name):
+    node = await make_node()
+    other = await make_node()
+    stopped: list[str] = []
+
+    class SlowStop:
+        async def start(self, job: redpool.Job) -> None:
+            pass
+
+        async def stop(self, key: str) -> None:
+            await asyncio.sleep(0.3)
+            stopped.append(key)
+
+    await other.add_worker(SlowStop())
+    await node.dispatch_job("slow")
+    await node.shutdown()
+    assert stopped == ["slow"]
+    await eventually(other.is_shutdown, what="other node shut down")
+    with pytest.raises(redpool.PoolShuttingDownError):
+        await other.dispatch_job("x")
