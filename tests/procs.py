@@ -27,9 +27,15 @@ class Member:
     async def start(
         cls, url: str, pool: str, events: Path, *args: str, timeout: float = 20.0
     ) -> Member:
-        with open(events.with_suffix(".stderr"), "ab") as stderr:
+        with open(events.with_suffix(".stderr"), "ab") as stderr:  # noqa: ASYNC230 - tiny, local
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tests.proc", url, pool, str(events), *args,
+                sys.executable,
+                "-m",
+                "tests.proc",
+                url,
+                pool,
+                str(events),
+                *args,
                 cwd=ROOT,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -103,6 +109,5 @@ def read_history(events: Path, killed: dict[int, int]) -> History:
 def running_now(history: History) -> dict[str, list[int]]:
     """key -> pids on which it runs at the end of the history."""
     return {
-        key: [pid for pid, _, end in spans if end == -1]
-        for key, spans in history.intervals.items()
+        key: [pid for pid, _, end in spans if end == -1] for key, spans in history.intervals.items()
     }

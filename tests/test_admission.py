@@ -13,7 +13,7 @@ from tests.helpers import Recorder, eventually
 async def test_concurrent_dispatch_of_one_key_from_three_processes_admits_exactly_one(members):
     procs = [await members("--workers", "1") for _ in range(3)]
     answers = await asyncio.gather(
-        *(p.ask(f"race the-key {n}") for p, n in zip(procs, (7, 7, 6)))
+        *(p.ask(f"race the-key {n}") for p, n in zip(procs, (7, 7, 6), strict=True))
     )
     ok = sum(int(a.split()[0]) for a in answers)
     exists = sum(int(a.split()[1]) for a in answers)

@@ -4,6 +4,7 @@ nothing run twice (checked across OS processes from what each process recorded).
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 from tests.helpers import eventually
@@ -13,7 +14,7 @@ from tests.procs import History, read_history, running_now
 def assert_no_overlap(history: History) -> None:
     for key, spans in history.intervals.items():
         spans = sorted(spans, key=lambda s: s[1])
-        for (pid_a, _, end_a), (pid_b, start_b, _) in zip(spans, spans[1:]):
+        for (pid_a, _, end_a), (pid_b, start_b, _) in itertools.pairwise(spans):
             assert end_a != -1 and end_a <= start_b, f"{key} ran on {pid_a} and {pid_b} at once"
 
 
@@ -50,9 +51,7 @@ async def test_a_new_worker_takes_over_only_its_share(make_node, members, events
     await asyncio.gather(*(client.dispatch_job(k) for k in keys))
     await eventually(lambda: _each_runs_once(events_file, keys, {first.pid}), what="running")
     second = await members("--workers", "1")
-    await eventually(
-        lambda: _moved_some(events_file, second.pid), what="new worker got its share"
-    )
+    await eventually(lambda: _moved_some(events_file, second.pid), what="new worker got its share")
     await eventually(
         lambda: _each_runs_once(events_file, keys, {first.pid, second.pid}), what="settled"
     )

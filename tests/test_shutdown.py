@@ -26,7 +26,7 @@ async def test_shutdown_stops_every_job_on_every_node_and_deletes_the_pool(
     assert all(pids == [] for pids in running_now(history).values()), "a job still runs"
     assert await redis.keys(f"redpool:{{{pool_name}}}:*") == []
     for proc in procs:
-        with pytest.raises(AssertionError, match="PoolShuttingDownError|PoolClosedError"):
+        with pytest.raises(AssertionError, match=r"PoolShuttingDownError|PoolClosedError"):
             await proc.ask("dispatch more")
     with pytest.raises(redpool.PoolClosedError):
         await node.dispatch_job("more")

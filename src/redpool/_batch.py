@@ -49,6 +49,6 @@ class Batcher(Generic[T, R]):
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, fut), result in zip(items, results):
+        for (_, fut), result in zip(items, results, strict=True):
             if not fut.done():
                 fut.set_result(result)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.typing import KeyT, StreamIdT
 from structlog.typing import FilteringBoundLogger
 
 from ._codec import CorruptEntryError, Message, decode_message
@@ -37,12 +38,12 @@ class InboxReader:
         self._inbox = keys.inbox(node_id)
         self._events = keys.events
         self._block_ms = max(1, int(block_s * 1000))
-        self._cursors = {self._inbox: "0-0", self._events: events_from}
+        self._cursors: dict[KeyT, StreamIdT] = {self._inbox: "0-0", self._events: events_from}
 
     @property
     def inbox_cursor(self) -> str:
         """The last inbox entry handled: everything up to it may be trimmed."""
-        return self._cursors[self._inbox]
+        return str(self._cursors[self._inbox])
 
     async def step(self) -> None:
         reply = await self._client.xread(self._cursors, count=READ_COUNT, block=self._block_ms)

@@ -18,9 +18,7 @@ def _validate_pool_name(name: object) -> str:
     if not isinstance(name, str) or not name:
         raise InvalidArgumentError(f"pool name must be a non-empty str, got {name!r}")
     if any(c in name for c in "{}*") or any(c.isspace() for c in name):
-        raise InvalidArgumentError(
-            f"pool name {name!r} may not contain braces, '*' or whitespace"
-        )
+        raise InvalidArgumentError(f"pool name {name!r} may not contain braces, '*' or whitespace")
     return name
 
 

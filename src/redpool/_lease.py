@@ -18,6 +18,7 @@ from structlog.typing import FilteringBoundLogger
 
 from ._options import Options
 from ._scripts import Beat, Scripts
+from ._tasks import wait_or_timeout, within
 
 ROUTE_LIMIT = 500
 
@@ -66,7 +67,7 @@ class Lease:
     async def beat(self, timeout: float | None = None) -> Beat:
         """Send one heartbeat and act on its answer."""
         sent = time.monotonic()
-        beat = await asyncio.wait_for(
+        beat = await within(
             self._scripts.heartbeat(
                 self._host.id,
                 self._host.worker_ids(),
@@ -99,9 +100,4 @@ class Lease:
     async def step(self) -> None:
         """One iteration of the heartbeat loop (run under supervise())."""
         await self.beat(timeout=self._opts.heartbeat_interval)
-        delay = min(self._opts.heartbeat_interval, self._next_expiry_in)
-        self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), delay)
-        except asyncio.TimeoutError:
-            pass
+        await wait_or_timeout(self._wake, min(self._opts.heartbeat_interval, self._next_expiry_in))

@@ -5,11 +5,13 @@ workers' jobs in line with their records in Redis."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from types import TracebackType
+from typing import Any, cast
 
 import msgpack
 import redis.asyncio as aioredis
@@ -23,10 +25,10 @@ from ._keys import Keys
 from ._lease import Lease
 from ._options import Options
 from ._reconcile import Reconciler
-from ._redis import TRANSIENT, connect, retry_transient
+from ._redis import TRANSIENT, retry_transient
 from ._routing import Ring, load_ring
 from ._scripts import Beat, Scripts
-from ._supervise import cancel, supervise
+from ._tasks import cancel, supervise, within
 from ._types import Job, JobHandler, WorkerInfo, from_ms
 from ._worker import Worker
 from .errors import (
@@ -45,6 +47,11 @@ from .errors import (
 _Admit = tuple[str, bytes, int]
 _Started = tuple[str, str, int, str, str]
 _Stopped = tuple[str, str, int]
+
+
+def _job_ref(msg: Message) -> tuple[str, str, int]:
+    """(key, worker id, epoch) of a start or stop message."""
+    return text(msg.fields[0]), text(msg.fields[1]), int(msg.fields[2])
 
 
 def _check_key(key: object) -> str:
@@ -122,9 +129,7 @@ class Node:
             raise PoolShuttingDownError(f"pool {self.pool_name!r} is shutting down")
         self._tasks.append(supervise("inbox", self._inbox.step, self.log))
         self._tasks.append(
-            supervise(
-                "heartbeat", self._lease.step, self.log, self._opts.heartbeat_interval / 2
-            )
+            supervise("heartbeat", self._lease.step, self.log, self._opts.heartbeat_interval / 2)
         )
         if not self._opts.client_only:
             self._tasks.append(supervise("reconcile", self._reconciler.step, self.log))
@@ -180,9 +185,7 @@ class Node:
         try:
             await self._admit(key, payload, request, deadline)
             try:
-                outcome, message = await asyncio.wait_for(
-                    reply, max(deadline - time.monotonic(), 0)
-                )
+                outcome, message = await within(reply, max(deadline - time.monotonic(), 0))
             except asyncio.TimeoutError:
                 result = await retry_transient(
                     lambda: self._scripts.withdraw(key, self.id, request),
@@ -213,7 +216,7 @@ class Node:
                 raise JobNotFoundError(key)
             if status == "pending":
                 try:
-                    await asyncio.wait_for(reply, max(deadline - time.monotonic(), 0))
+                    await within(reply, max(deadline - time.monotonic(), 0))
                 except asyncio.TimeoutError:
                     raise StopTimeoutError(key, timeout) from None
         finally:
@@ -222,12 +225,15 @@ class Node:
     async def job_keys(self) -> list[str]:
         """Keys of every job admitted in the pool (queued, starting or running)."""
         self._check_open()
-        return sorted(k.decode() for k in await self._client.hkeys(self._keys.jobs))
+        keys = await cast(Awaitable[list[bytes]], self._client.hkeys(self._keys.jobs))
+        return sorted(k.decode() for k in keys)
 
     async def job_payload(self, key: str) -> bytes | None:
         """The payload of job ``key`` (b"" when empty), or None when there is no such job."""
         self._check_open()
-        raw = await self._client.hget(self._keys.jobs, _check_key(key))
+        raw = await cast(
+            Awaitable[bytes | None], self._client.hget(self._keys.jobs, _check_key(key))
+        )
         if raw is None:
             return None
         try:
@@ -240,7 +246,10 @@ class Node:
         """Every worker of the pool, on every node."""
         self._check_open()
         out = []
-        for raw_id, raw in (await self._client.hgetall(self._keys.workers)).items():
+        records = await cast(
+            Awaitable[dict[bytes, bytes]], self._client.hgetall(self._keys.workers)
+        )
+        for raw_id, raw in records.items():
             worker_id = raw_id.decode("utf-8", "replace")
             try:
                 created = decode_created_ms(raw)
@@ -262,7 +271,7 @@ class Node:
         have (or worker_shutdown_ttl passed), with every key of the pool deleted."""
         self._check_open()
         pipe = self._client.pipeline(transaction=True)
-        pipe.hset(self._keys.meta, "shutdown", 1)
+        pipe.hset(self._keys.meta, "shutdown", "1")
         pipe.xadd(self._keys.events, {"m": msgpack.packb(["shutdown"])}, maxlen=1000)
         await pipe.execute()
         await self._leave_for_shutdown(initiator=True)
@@ -321,14 +330,29 @@ class Node:
         return [1] * len(items)
 
     async def on_messages(self, messages: list[Message]) -> None:
-        starts = [m for m in messages if m.kind == "start"]
-        if starts:
-            await self._claim(starts)
+        starts: list[tuple[str, str, int]] = []
+        others: list[Message] = []
         for msg in messages:
             try:
-                self._handle(msg)
+                if msg.kind == "start":
+                    starts.append(_job_ref(msg))
+                else:
+                    self._check_message(msg)
+                    others.append(msg)
             except (IndexError, ValueError, TypeError, CorruptEntryError) as exc:
                 self.log.warning("skipping malformed message", kind=msg.kind, error=repr(exc))
+        if starts:
+            await self._claim(starts)
+        for msg in others:
+            self._handle(msg)
+
+    def _check_message(self, msg: Message) -> None:
+        if msg.kind == "reply":
+            int(msg.fields[0]), text(msg.fields[1]), text(msg.fields[2])
+        elif msg.kind == "stop":
+            _job_ref(msg)
+        elif msg.kind != "hello":
+            raise ValueError(f"unknown message kind {msg.kind!r}")
 
     def _handle(self, msg: Message) -> None:
         if msg.kind == "reply":
@@ -336,14 +360,12 @@ class Node:
             if waiter is not None and not waiter.done():
                 waiter.set_result((text(msg.fields[1]), text(msg.fields[2])))
         elif msg.kind == "stop":
-            key, worker_id, epoch = text(msg.fields[0]), text(msg.fields[1]), int(msg.fields[2])
+            key, worker_id, epoch = _job_ref(msg)
             worker = self._workers.get(worker_id)
             if worker is not None:
                 worker.begin_stop(key, epoch)
             else:
                 self._spawn(self.report_stopped(key, worker_id, epoch))
-        elif msg.kind not in ("start", "hello"):
-            self.log.warning("unknown message kind", kind=msg.kind)
 
     async def on_events(self, events: list[Message]) -> None:
         kinds = {e.kind for e in events}
@@ -394,8 +416,8 @@ class Node:
         if self._closed:
             raise PoolClosedError(f"node {self.id} is closed")
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
@@ -461,15 +483,14 @@ class Node:
         if not moves:
             return
         stopped = await asyncio.gather(*(w.stop_local(k, e) for w, k, e in moves))
-        handed = [(k, e) for (_, k, e), ok in zip(moves, stopped) if ok]
+        handed = [(k, e) for (_, k, e), ok in zip(moves, stopped, strict=True) if ok]
         if handed:
             await self.assign(handed)
             self.log.info("rebalanced", moved=len(handed), version=ring.version)
 
-    async def _claim(self, starts: list[Message]) -> None:
+    async def _claim(self, starts: list[tuple[str, str, int]]) -> None:
         wanted: dict[str, tuple[str, str, int]] = {}
-        for msg in starts:
-            key, worker_id, epoch = text(msg.fields[0]), text(msg.fields[1]), int(msg.fields[2])
+        for key, worker_id, epoch in starts:
             worker = self._workers.get(worker_id)
             if worker is None or not worker.accepting or worker.local_epoch(key) is not None:
                 continue
@@ -477,7 +498,9 @@ class Node:
         if not wanted or not self._lease.valid():
             return
         items = list(wanted.values())
-        for (key, worker_id, epoch), claimed in zip(items, await self._scripts.claim(items)):
+        for (key, worker_id, epoch), claimed in zip(
+            items, await self._scripts.claim(items), strict=True
+        ):
             worker = self._workers.get(worker_id)
             if claimed is None or worker is None or not worker.accepting:
                 continue  # a claimed job not started here is rerouted by its record
@@ -547,10 +570,8 @@ class Node:
                 worker.retire()
                 await worker.stop_all()
         if release:
-            try:
+            with contextlib.suppress(*TRANSIENT):
                 await self._lease.beat(timeout=self._opts.heartbeat_interval)
-            except TRANSIENT:
-                pass
         await cancel(self._tasks)
         self._tasks.clear()
         self._lease.close()

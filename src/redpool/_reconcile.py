@@ -18,6 +18,7 @@ from typing import Protocol
 
 from ._options import Options
 from ._scripts import Scripts
+from ._tasks import wait_or_timeout
 from ._worker import Worker
 
 _Finding = tuple[str, str, str, int, str]  # (kind, worker id, key, epoch, state)
@@ -45,12 +46,9 @@ class Reconciler:
     async def step(self) -> None:
         await self.run_once()
         # A suspect is confirmed (or cleared) soon, not a whole interval later.
-        delay = min(self._interval, 1.0) if self._suspects else self._interval
-        self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), delay)
-        except asyncio.TimeoutError:
-            pass
+        await wait_or_timeout(
+            self._wake, min(self._interval, 1.0) if self._suspects else self._interval
+        )
 
     async def run_once(self) -> None:
         workers = {w.id: w for w in self._host.active_workers()}

@@ -10,6 +10,7 @@ from typing import TypeVar
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from ._tasks import within
 from .errors import InvalidArgumentError, RedisUnavailableError
 
 T = TypeVar("T")
@@ -47,7 +48,7 @@ async def retry_transient(call: Callable[[], Awaitable[T]], deadline: float, wha
     while True:
         remaining = deadline - time.monotonic()
         try:
-            return await asyncio.wait_for(call(), max(remaining, 0.001))
+            return await within(call(), max(remaining, 0.001))
         except TRANSIENT as exc:
             if time.monotonic() + delay >= deadline:
                 raise RedisUnavailableError(f"{what}: Redis unavailable ({exc!r})") from exc

@@ -175,4 +175,3 @@ class Scripts:
 
     async def withdraw(self, key: str, node: str, request: int) -> str:
         return _s((await self._run("withdraw", [key, node, request]))[0])
-

@@ -97,7 +97,11 @@ class Worker:
 
     def begin_stop(self, key: str, epoch: int) -> None:
         """A stop was requested for the job at ``epoch``: stop it and report the key free."""
-        self._spawn(self.stop_local(key, epoch, report=True))
+
+        async def stop() -> None:
+            await self.stop_local(key, epoch, report=True)
+
+        self._spawn(stop())
 
     def notify(self, key: str, payload: bytes) -> None:
         local = self._jobs.get(key)

@@ -15,7 +15,9 @@ class JobExistsError(PoolError):
     """A job with this key is already admitted somewhere in the pool (running or starting)."""
 
     def __init__(self, key: str) -> None:
-        super().__init__(f"job {key!r} already exists in the pool; stop it first or use another key")
+        super().__init__(
+            f"job {key!r} already exists in the pool; stop it first or use another key"
+        )
         self.key = key
 
 
@@ -63,7 +65,7 @@ class RedisUnavailableError(PoolError):
     """Redis could not be reached in time; the operation did not take effect (or is unknown)."""
 
 
-class Requeue(Exception):  # noqa: N818 - a signal raised by handlers, not an error condition
+class Requeue(Exception):
     """Raised by a handler's ``start()`` to ask for the job to be retried on another attempt."""
 
 

@@ -1,13 +1,20 @@
-"""Named background loops that survive errors: each iteration is retried with exponential
-backoff and jitter (tenacity), logged with the loop's name, and only cancellation stops it."""
+"""Task utilities: supervised background loops, timeouts, cancellation.
+
+A supervised loop survives errors: each iteration is retried with exponential backoff and
+jitter (tenacity), logged with the loop's name, and only cancellation stops it. Timeouts use
+asyncio.wait rather than asyncio.wait_for, whose Python 3.10/3.11 versions can lose a
+cancellation that arrives together with the timeout (the task then never stops)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from structlog.typing import FilteringBoundLogger
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+
+T = TypeVar("T")
 
 
 def supervise(
@@ -39,6 +46,31 @@ def supervise(
                     await step()
 
     return asyncio.create_task(run(), name=f"redpool:{name}")
+
+
+async def within(aw: Awaitable[T], timeout: float | None) -> T:
+    """Await ``aw``; after ``timeout`` seconds cancel it and raise asyncio.TimeoutError."""
+    task = asyncio.ensure_future(aw)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except BaseException:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        await asyncio.wait({task})
+        raise asyncio.TimeoutError
+    return task.result()
+
+
+async def wait_or_timeout(event: asyncio.Event, delay: float) -> None:
+    """Sleep ``delay`` seconds, or less if ``event`` is set meanwhile (then clear it)."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=delay)
+    finally:
+        waiter.cancel()
+    event.clear()
 
 
 async def cancel(tasks: list[asyncio.Task[None]]) -> None:
