@@ -19,11 +19,12 @@ for i = 5, #ARG, 4 do
   local state = 'assigned'
   if target == '' then state = 'queued' end
   local rec = {p = payload, c = now, d = node, r = req, w = target, s = state, e = 1, a = 0}
-  if queued >= max_queued then
-    out[#out + 1] = 'full'
-  elseif redis.call('HSETNX', JOBS, key, cmsgpack.pack(rec)) == 0 then
+  if redis.call('HSETNX', JOBS, key, cmsgpack.pack(rec)) == 0 then
     local cur = load_job(key)
     if cur and cur.d == node and cur.r == req then out[#out + 1] = 'ok' else out[#out + 1] = 'exists' end
+  elseif queued >= max_queued then
+    redis.call('HDEL', JOBS, key)
+    out[#out + 1] = 'full'
   else
     queued = queued + 1
     out[#out + 1] = 'ok'

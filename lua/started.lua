@@ -3,7 +3,7 @@
 -- Returns one verdict per job:
 --   'run'     keep running (the record now says running);
 --   'stop'    a stop was requested meanwhile: call stop(), then report stopped;
---   'unowned' the assignment was withdrawn or moved: call stop() locally, report nothing;
+--   'unowned' the assignment moved or the record is gone: call stop() locally, report nothing;
 --   'done'    start failed or was requeued: nothing runs, nothing to stop.
 -- Invariant: only the current assignment (worker, epoch) can change the record.
 local out = {}

@@ -36,3 +36,14 @@ async def test_two_pools_in_one_redis_are_isolated(make_node, redis: aioredis.Re
     assert await two.job_keys() == ["same-key"]
     assert await redis.keys("redpool:{iso-one}:*") == []
     await two.stop_job("same-key")
+
+
+async def test_shutting_down_a_pool_whose_name_is_a_glob_spares_the_pools_it_matches(make_node):
+    globby = await make_node(pool="iso-[ab]?")
+    victim = await make_node(pool="iso-ax")
+    handler = Recorder()
+    await victim.add_worker(handler)
+    await victim.dispatch_job("survives")
+    await globby.shutdown()
+    assert await victim.job_keys() == ["survives"]
+    assert "survives" in handler.running

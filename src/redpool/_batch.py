@@ -11,8 +11,8 @@ R = TypeVar("R")
 
 
 class Batcher(Generic[T, R]):
-    """``await batcher.submit(item)`` returns ``flush([... item ...])[i]``; every item submitted
-    before the flush task runs goes into the same call."""
+    """``await batcher.submit(item)`` returns ``flush([... item ...])[i]``; the items submitted
+    before the flush task runs are flushed together, in calls of at most ``max_batch`` items."""
 
     def __init__(
         self, flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]], max_batch: int = 500

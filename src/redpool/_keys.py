@@ -37,8 +37,9 @@ class Keys:
 
     @property
     def pattern(self) -> str:
-        """SCAN pattern matching every key of the pool (braces escaped for glob)."""
-        return f"redpool:\\{{{self.pool}\\}}:*"
+        """SCAN pattern matching every key of this pool and of no other (glob-escaped)."""
+        escaped = "".join("\\" + c if c in "\\?[]{}" else c for c in self.prefix)
+        return escaped + "*"
 
     @property
     def jobs(self) -> str:

@@ -3,9 +3,9 @@
 Each beat (heartbeat.lua) renews the node's and its workers' leases in Redis server time,
 reaps expired leases, and redelivers overdue starts. Locally the node tracks when its lease
 could run out for the others: a renewal sent at monotonic time ``t`` makes the lease valid
-until at least ``t + ttl`` on the server (the server stamps it later than ``t``), so stopping
-every job by ``t + fence_after`` (< ``t + ttl``) means no other worker can be handed a job
-while this one still runs it.
+until at least ``t + ttl`` on the server (the server stamps it later than ``t``), so starting to
+stop every job at ``t + fence_after`` leaves stop() the rest of the TTL to finish before any
+other worker can be handed one of them.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ from .errors import (
     PoolError,
     PoolShuttingDownError,
     QueueFullError,
+    RedisUnavailableError,
     StopTimeoutError,
 )
 
@@ -223,7 +224,7 @@ class Node:
             self._waiters.pop(request, None)
 
     async def job_keys(self) -> list[str]:
-        """Keys of every job admitted in the pool (queued, starting or running)."""
+        """Keys of every job in the pool, whatever its state (from admitted to stopping)."""
         self._check_open()
         keys = await cast(Awaitable[list[bytes]], self._client.hkeys(self._keys.jobs))
         return sorted(k.decode() for k in keys)
@@ -277,12 +278,19 @@ class Node:
         await self._leave_for_shutdown(initiator=True)
         deadline = time.monotonic() + self._opts.worker_shutdown_ttl
         delay = 0.01
-        while time.monotonic() < deadline and await self._client.zcard(self._keys.leases):
+        while time.monotonic() < deadline and await self._live_leases():
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
         async for batch in self._client.scan_iter(match=self._keys.pattern, count=500):
             await self._client.unlink(batch)
         await self._release_client()
+
+    async def _live_leases(self) -> int:
+        """Leases not yet expired: nodes still stopping their jobs (dead ones are not waited
+        for; their jobs were theirs alone and their keys are deleted with the pool)."""
+        seconds, micros = await self._client.time()
+        now_ms = seconds * 1000 + micros // 1000
+        return int(await self._client.zcount(self._keys.leases, now_ms, "+inf"))
 
     async def __aenter__(self) -> Node:
         return self
@@ -564,7 +572,7 @@ class Node:
             if release:
                 try:
                     await self._remove_worker(worker)
-                except TRANSIENT as exc:
+                except UNREACHABLE as exc:
                     self.log.warning("could not hand jobs over; their leases will", error=repr(exc))
             else:
                 worker.retire()

@@ -12,7 +12,7 @@ class InvalidArgumentError(PoolError, ValueError):
 
 
 class JobExistsError(PoolError):
-    """A job with this key is already admitted somewhere in the pool (running or starting)."""
+    """A job with this key already exists somewhere in the pool, whatever its state."""
 
     def __init__(self, key: str) -> None:
         super().__init__(
