@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import redis.asyncio as aioredis
 import structlog
 
@@ -15,10 +17,8 @@ async def test_log_entries_carry_pool_node_and_worker_ids(make_node, pool_name):
         handler = Recorder()
         handler.fail_with = RuntimeError("nope")
         worker = await node.add_worker(handler)
-        try:
+        with contextlib.suppress(redpool.JobStartError):
             await node.dispatch_job("k")
-        except redpool.JobStartError:
-            pass
     joined = next(e for e in logs if e["event"] == "node joined")
     assert (joined["pool"], joined["node"]) == (pool_name, node.id)
     failed = next(e for e in logs if e["event"] == "start failed")

@@ -25,7 +25,7 @@ from ._keys import Keys
 from ._lease import Lease
 from ._options import Options
 from ._reconcile import Reconciler
-from ._redis import TRANSIENT, retry_transient
+from ._redis import TRANSIENT, UNREACHABLE, retry_transient
 from ._routing import Ring, load_ring
 from ._scripts import Beat, Scripts
 from ._tasks import cancel, supervise, within
@@ -41,7 +41,6 @@ from .errors import (
     PoolError,
     PoolShuttingDownError,
     QueueFullError,
-    RedisUnavailableError,
     StopTimeoutError,
 )
 

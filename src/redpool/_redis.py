@@ -23,6 +23,9 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+# ... and what retry_transient raises once it gives up.
+UNREACHABLE: tuple[type[BaseException], ...] = (RedisUnavailableError, *TRANSIENT)
+
 
 def connect(target: aioredis.Redis | str) -> tuple[aioredis.Redis, bool]:
     """A client that returns bytes, and whether redpool owns (and so closes) it."""
