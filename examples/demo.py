@@ -50,8 +50,9 @@ async def worker(url: str, name: str) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     print("ready", flush=True)
-    while not (stop.is_set() or node.is_shutdown()):
-        await asyncio.sleep(0.05)  # noqa: ASYNC110 - a shutdown comes from another process
+    # A pool shutdown comes from another process: poll for it.
+    while not (stop.is_set() or node.is_shutdown()):  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
     await node.close()  # after a pool shutdown this is a no-op
 
 
