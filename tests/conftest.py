@@ -96,8 +96,8 @@ async def members(
     """Pool member processes (tests/proc.py); terminated at the end."""
     started: list[Member] = []
 
-    async def start(*args: str) -> Member:
-        member = await Member.start(redis_url, pool_name, events_file, *args)
+    async def start(*args: str, url: str | None = None) -> Member:
+        member = await Member.start(url or redis_url, pool_name, events_file, *args)
         started.append(member)
         return member
 

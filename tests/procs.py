@@ -91,7 +91,8 @@ def read_history(events: Path, killed: dict[int, int]) -> History:
     open_: dict[tuple[str, int], int] = {}
     intervals: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     ticks: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    lines = events.read_text().splitlines() if events.exists() else []
+    text = events.read_text() if events.exists() else ""
+    lines = text[: text.rfind("\n") + 1].splitlines()  # a line being appended is left out
     for line in sorted(lines, key=lambda ln: int(ln.split()[0])):
         ns_s, pid_s, event, key = line.split(" ", 3)
         ns, pid = int(ns_s), int(pid_s)
