@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from tests.faults.invariants import (
+from tests.invariants import (
     check_no_overlap,
     episodes,
     keys_on,
