@@ -1,6 +1,8 @@
 -- heartbeat: a node renews its own and its workers' leases, reaps expired leases, trims its
 -- inbox and redelivers overdue starts. Every node runs it a few times per worker TTL.
--- ARG: node, ttl ms, ack grace ms, inbox trim id ('' for none), route limit, own worker ids...
+-- ARG: node, ttl ms, ack grace ms, inbox trim id ('' for none), route limit, reap (1 or 0:
+--      0 when the caller's previous beat failed: after an outage every node first renews, so
+--      nobody is reaped for an outage that kept everyone from renewing), own worker ids...
 -- Returns {now ms, missing own workers, earliest lease expiry ms (or -1), version, shutdown
 --   (0/1), routable (flat key, epoch pairs), corrupt job keys}.
 -- Invariants: a lease is renewed only while it exists, so a worker reaped as dead learns it
@@ -8,11 +10,12 @@
 -- in the same step that removes it, exactly once; starts are redelivered only to their current,
 -- live owner (a job moves to another worker only once its owner is dead or has let it go).
 local node, ttl, grace, trim, limit = ARG[1], tonumber(ARG[2]), tonumber(ARG[3]), ARG[4], tonumber(ARG[5])
+local may_reap = ARG[6] == '1'
 local now = now_ms()
 
 -- Renew.
 local ids = {node}
-for i = 6, #ARG do ids[#ids + 1] = ARG[i] end
+for i = 7, #ARG do ids[#ids + 1] = ARG[i] end
 local scores = redis.call('ZMSCORE', LEASES, unpack(ids))
 local renew, missing = {}, {}
 for i, id in ipairs(ids) do
@@ -31,7 +34,7 @@ redis.call('ZADD', LEASES, unpack(renew))
 
 -- Reap.
 local first = redis.call('ZRANGE', LEASES, 0, 0, 'WITHSCORES')
-if first[2] and tonumber(first[2]) <= now then
+if may_reap and first[2] and tonumber(first[2]) <= now then
   local reaped = 0
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, 100)) do
     redis.call('ZREM', LEASES, id)

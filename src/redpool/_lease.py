@@ -47,6 +47,7 @@ class Lease:
         self._opts = options
         self._fence_at = 0.0
         self._fenced = False
+        self._last_ok: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._fencing: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -67,6 +68,11 @@ class Lease:
     async def beat(self, timeout: float | None = None) -> Beat:
         """Send one heartbeat and act on its answer."""
         sent = time.monotonic()
+        # Reap only when the previous beat succeeded on schedule: right after an outage the
+        # other nodes get one interval to renew before anyone is declared dead.
+        on_schedule = self._last_ok is not None and (
+            sent - self._last_ok < 1.5 * self._opts.heartbeat_interval
+        )
         beat = await within(
             self._scripts.heartbeat(
                 self._host.id,
@@ -75,9 +81,11 @@ class Lease:
                 self._opts.grace_ms,
                 self._host.inbox_trim_id(),
                 ROUTE_LIMIT,
+                on_schedule,
             ),
             timeout,
         )
+        self._last_ok = sent
         self._fence_at = sent + self._opts.fence_after
         self.close()
         self._timer = asyncio.get_running_loop().call_at(self._fence_at, self._fence)

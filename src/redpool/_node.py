@@ -105,6 +105,7 @@ class Node:
         self._lease = Lease(self, self._scripts, options)
         self._reconciler = Reconciler(self, self._scripts, options)
         self._inbox: InboxReader | None = None
+        self._fenced_jobs: list[tuple[str, int]] = []
         self._admits: Batcher[_Admit, str] = Batcher(self._flush_admits)
         self._started: Batcher[_Started, str] = Batcher(self._scripts.started)
         self._stopped: Batcher[_Stopped, int] = Batcher(self._flush_stopped)
@@ -395,12 +396,18 @@ class Node:
             self.log.error("corrupt job record left alone; stop_job() removes it", key=key)
 
     async def on_fence(self) -> None:
-        await asyncio.gather(*(w.stop_all() for w in self._workers.values()))
+        workers = list(self._workers.values())
+        self._fenced_jobs = [job for w in workers for job in w.running_keys()]
+        await asyncio.gather(*(w.stop_all() for w in workers))
 
     async def on_unfence(self) -> None:
         for worker in self._workers.values():
             worker.resume()
-        self._reconciler.wake()
+        # The lease held, so the records still name these jobs' assignments (the epoch check
+        # fails for any that moved meanwhile): route them again now, most likely back here.
+        jobs, self._fenced_jobs = self._fenced_jobs, []
+        if jobs:
+            await self.assign(jobs)
 
     async def assign(self, jobs: Sequence[tuple[str, int]]) -> None:
         """Route jobs (key, epoch) to their ring owners; compare-and-set on the epoch."""

@@ -127,9 +127,10 @@ class Scripts:
         grace_ms: int,
         trim: str,
         route_limit: int,
+        may_reap: bool,
     ) -> Beat:
         now, missing, expiry, version, shutdown, routable, corrupt = await self._run(
-            "heartbeat", [node, ttl_ms, grace_ms, trim, route_limit, *workers]
+            "heartbeat", [node, ttl_ms, grace_ms, trim, route_limit, int(may_reap), *workers]
         )
         pairs = [(_s(routable[i]), int(routable[i + 1])) for i in range(0, len(routable), 2)]
         return Beat(
