@@ -45,9 +45,10 @@ class Reconciler:
 
     async def step(self) -> None:
         await self.run_once()
-        # A suspect is confirmed (or cleared) soon, not a whole interval later.
+        # A suspect is confirmed (or cleared) a quarter interval later, so a repair comes at
+        # most 1.25 intervals (worker_ttl each) after the records and the node disagree.
         await wait_or_timeout(
-            self._wake, min(self._interval, 1.0) if self._suspects else self._interval
+            self._wake, self._interval / 4 if self._suspects else self._interval
         )
 
     async def run_once(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+from tests.helpers import eventually
 from tests.invariants import (
     check_no_overlap,
     episodes,
@@ -13,7 +14,6 @@ from tests.invariants import (
     runs_exactly_once,
     summary,
 )
-from tests.helpers import eventually
 
 TTL = 1.0
 

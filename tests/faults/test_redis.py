@@ -60,7 +60,7 @@ async def test_redis_restart_under_load_loses_and_duplicates_nothing(
     members, pool_name, events_file, fresh_redis
 ):
     server = fresh_redis(appendonly=True)
-    procs, client = await _pool(members, server.url, pool_name, events_file)
+    _procs, client = await _pool(members, server.url, pool_name, events_file)
     load = asyncio.create_task(_load(client))
     await asyncio.sleep(0.2)
     server.stop(9)  # SIGKILL: the AOF (fsync always) is all that survives
@@ -78,7 +78,7 @@ async def test_client_kill_of_every_connection_under_load(
     members, pool_name, events_file, fresh_redis
 ):
     server = fresh_redis()
-    procs, client = await _pool(members, server.url, pool_name, events_file)
+    _procs, client = await _pool(members, server.url, pool_name, events_file)
     admin = aioredis.Redis.from_url(server.url)
     me = (await admin.client_info())["id"]
     load = asyncio.create_task(_load(client))
@@ -99,7 +99,7 @@ async def test_an_outage_shorter_than_the_ttl_moves_no_job(
     members, pool_name, events_file, fresh_redis
 ):
     server = fresh_redis(appendonly=True)
-    procs, client = await _pool(members, server.url, pool_name, events_file)
+    _procs, client = await _pool(members, server.url, pool_name, events_file)
     server.stop()
     await asyncio.sleep(0.5 * TTL)  # the outage
     server.start()
