@@ -20,31 +20,25 @@ from structlog.typing import FilteringBoundLogger
 
 from ._batch import Batcher
 from ._codec import CorruptEntryError, Message, decode_created_ms, decode_record, text
+from ._dispatch import Dispatcher, check_key
 from ._inbox import InboxReader
 from ._keys import Keys
 from ._lease import Lease
+from ._membership import Membership
 from ._options import Options
 from ._reconcile import Reconciler
 from ._redis import TRANSIENT, UNREACHABLE, retry_transient
-from ._routing import Ring, load_ring
 from ._scripts import Beat, Scripts
-from ._tasks import cancel, supervise, within
+from ._tasks import cancel, supervise
 from ._types import Job, JobHandler, WorkerInfo, from_ms
 from ._worker import Worker
 from .errors import (
-    DispatchTimeoutError,
     InvalidArgumentError,
-    JobExistsError,
-    JobNotFoundError,
-    JobStartError,
     PoolClosedError,
     PoolError,
     PoolShuttingDownError,
-    QueueFullError,
-    StopTimeoutError,
 )
 
-_Admit = tuple[str, bytes, int]
 _Started = tuple[str, str, int, str, str]
 _Stopped = tuple[str, str, int]
 
@@ -52,24 +46,6 @@ _Stopped = tuple[str, str, int]
 def _job_ref(msg: Message) -> tuple[str, str, int]:
     """(key, worker id, epoch) of a start or stop message."""
     return text(msg.fields[0]), text(msg.fields[1]), int(msg.fields[2])
-
-
-def _check_key(key: object) -> str:
-    if not isinstance(key, str) or not key:
-        raise InvalidArgumentError(f"job key must be a non-empty str, got {key!r}")
-    return key
-
-
-def _check_payload(payload: object, limit: int) -> bytes:
-    if not isinstance(payload, (bytes, bytearray, memoryview)):
-        raise InvalidArgumentError(f"payload must be bytes, got {type(payload).__name__}")
-    data = bytes(payload)
-    if len(data) > limit:
-        raise InvalidArgumentError(
-            f"payload is {len(data)} bytes, over max_payload_size={limit}; store large data "
-            "elsewhere and pass a reference"
-        )
-    return data
 
 
 class Node:
@@ -92,12 +68,10 @@ class Node:
         self._scripts = Scripts(client, self._keys)
         base: FilteringBoundLogger = logger or structlog.get_logger("redpool")
         self.log = base.bind(pool=pool_name, node=self.id)
-        self._ring = Ring()
-        self._ring_lock = asyncio.Lock()
+        self._members = Membership(client, self._keys, self._scripts, options, self.log)
+        self._dispatcher = Dispatcher(self.id, pool_name, self._scripts, options, self._members)
         self._workers: dict[str, Worker] = {}
         self._worker_seq = itertools.count(1)
-        self._waiters: dict[int, asyncio.Future[tuple[str, str]]] = {}
-        self._requests = itertools.count(1)
         self._closed = False
         self._shutdown = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,7 +80,6 @@ class Node:
         self._reconciler = Reconciler(self, self._scripts, options)
         self._inbox: InboxReader | None = None
         self._fenced_jobs: list[tuple[str, int]] = []
-        self._admits: Batcher[_Admit, str] = Batcher(self._flush_admits)
         self._started: Batcher[_Started, str] = Batcher(self._scripts.started)
         self._stopped: Batcher[_Stopped, int] = Batcher(self._flush_stopped)
 
@@ -178,50 +151,13 @@ class Node:
     async def dispatch_job(self, key: str, payload: bytes = b"") -> None:
         """Start a job on the worker that owns ``key``; return once its start() returned."""
         self._check_open()
-        key = _check_key(key)
-        payload = _check_payload(payload, self._opts.max_payload_size)
-        timeout = self._opts.dispatch_timeout
-        deadline = time.monotonic() + timeout
-        request, reply = self._wait_for_reply()
-        try:
-            await self._admit(key, payload, request, deadline)
-            try:
-                outcome, message = await within(reply, max(deadline - time.monotonic(), 0))
-            except asyncio.TimeoutError:
-                result = await retry_transient(
-                    lambda: self._scripts.withdraw(key, self.id, request),
-                    time.monotonic() + self._opts.worker_ttl,
-                    f"withdrawing job {key!r}",
-                )
-                if result == "started":
-                    return
-                raise DispatchTimeoutError(key, timeout) from None
-            if outcome != "started":
-                raise JobStartError(key, message)
-        finally:
-            self._waiters.pop(request, None)
+        await self._dispatcher.dispatch(key, payload)
 
     async def stop_job(self, key: str) -> None:
         """Stop the job ``key`` wherever it runs; return once its stop() returned and the key
         is free."""
         self._check_open()
-        key = _check_key(key)
-        timeout = self._opts.dispatch_timeout
-        deadline = time.monotonic() + timeout
-        request, reply = self._wait_for_reply()
-        try:
-            status = await retry_transient(
-                lambda: self._scripts.stop(key, self.id, request), deadline, f"stopping {key!r}"
-            )
-            if status == "notfound":
-                raise JobNotFoundError(key)
-            if status == "pending":
-                try:
-                    await within(reply, max(deadline - time.monotonic(), 0))
-                except asyncio.TimeoutError:
-                    raise StopTimeoutError(key, timeout) from None
-        finally:
-            self._waiters.pop(request, None)
+        await self._dispatcher.stop(key)
 
     async def job_keys(self) -> list[str]:
         """Keys of every job in the pool, whatever its state (from admitted to stopping)."""
@@ -233,7 +169,7 @@ class Node:
         """The payload of job ``key`` (b"" when empty), or None when there is no such job."""
         self._check_open()
         raw = await cast(
-            Awaitable[bytes | None], self._client.hget(self._keys.jobs, _check_key(key))
+            Awaitable[bytes | None], self._client.hget(self._keys.jobs, check_key(key))
         )
         if raw is None:
             return None
@@ -364,9 +300,7 @@ class Node:
 
     def _handle(self, msg: Message) -> None:
         if msg.kind == "reply":
-            waiter = self._waiters.get(int(msg.fields[0]))
-            if waiter is not None and not waiter.done():
-                waiter.set_result((text(msg.fields[1]), text(msg.fields[2])))
+            self._dispatcher.on_reply(int(msg.fields[0]), text(msg.fields[1]), text(msg.fields[2]))
         elif msg.kind == "stop":
             key, worker_id, epoch = _job_ref(msg)
             worker = self._workers.get(worker_id)
@@ -385,15 +319,18 @@ class Node:
     async def on_beat(self, beat: Beat) -> None:
         if beat.missing:
             await self._rejoin(beat.missing)
-        if beat.version != self._ring.version:
+        if beat.version != self._members.ring.version:
             await self._refresh_ring()
         if beat.shutdown and not self._shutdown:
             self._spawn(self._leave_for_shutdown())
             return
         if beat.routable:
-            await self.assign(beat.routable)
+            await self._members.assign(beat.routable)
         for key in beat.corrupt:
             self.log.error("corrupt job record left alone; stop_job() removes it", key=key)
+
+    async def reroute(self, jobs: Sequence[tuple[str, int]]) -> None:
+        await self._members.assign(jobs)
 
     async def on_fence(self) -> None:
         workers = list(self._workers.values())
@@ -407,20 +344,7 @@ class Node:
         # fails for any that moved meanwhile): route them again now, most likely back here.
         jobs, self._fenced_jobs = self._fenced_jobs, []
         if jobs:
-            await self.assign(jobs)
-
-    async def assign(self, jobs: Sequence[tuple[str, int]]) -> None:
-        """Route jobs (key, epoch) to their ring owners; compare-and-set on the epoch."""
-        for _ in range(3):
-            ring = self._ring
-            if not ring.workers:
-                return
-            moves = [(key, epoch, ring.route(key)) for key, epoch in jobs]
-            status, _value = await self._scripts.assign(ring.version, self._opts.grace_ms, moves)
-            if status != "stale":
-                return
-            await self._refresh_ring()
-        self.log.info("membership kept changing; routing left to the next heartbeat")
+            await self._members.assign(jobs)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -435,72 +359,9 @@ class Node:
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
-    def _wait_for_reply(self) -> tuple[int, asyncio.Future[tuple[str, str]]]:
-        request = next(self._requests)
-        reply: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
-        self._waiters[request] = reply
-        return request, reply
-
-    async def _admit(self, key: str, payload: bytes, request: int, deadline: float) -> None:
-        status = await retry_transient(
-            lambda: self._admits.submit((key, payload, request)),
-            deadline,
-            f"dispatching {key!r}",
-        )
-        if status == "exists":
-            raise JobExistsError(key)
-        if status == "full":
-            raise QueueFullError(
-                f"{self._opts.max_queued_jobs} jobs are waiting to start "
-                "(max_queued_jobs); add workers or retry later"
-            )
-        if status == "shutdown":
-            raise PoolShuttingDownError(f"pool {self.pool_name!r} is shutting down")
-
-    async def _flush_admits(self, jobs: Sequence[_Admit]) -> list[str]:
-        """Admit every dispatch of this event-loop turn in one script call."""
-        while True:
-            ring = self._ring
-            status, results = await self._scripts.admit(
-                self.id,
-                ring.version,
-                self._opts.grace_ms,
-                self._opts.max_queued_jobs,
-                [(key, payload, request, ring.route(key)) for key, payload, request in jobs],
-            )
-            if status == "ok":
-                return results
-            if status == "shutdown":
-                return ["shutdown"] * len(jobs)
-            await self._refresh_ring()
-
     async def _refresh_ring(self) -> None:
-        async with self._ring_lock:
-            ring, corrupt = await load_ring(self._client, self._keys)
-            for worker_id in corrupt:
-                self.log.warning("skipping corrupt worker record", worker=worker_id)
-            if ring.version == self._ring.version and self._ring.workers == ring.workers:
-                return
-            self._ring = ring
-        if not self._opts.client_only:
-            self._spawn(self._rebalance())
-
-    async def _rebalance(self) -> None:
-        """Hand each job whose ring owner changed to its new owner: stop() here first."""
-        ring = self._ring
-        moves = [
-            (worker, key, epoch)
-            for worker in self.active_workers()
-            for key, epoch in worker.running_keys()
-            if ring.route(key) != worker.id
-        ]
-        if not moves:
-            return
-        stopped = await asyncio.gather(*(w.stop_local(k, e) for w, k, e in moves))
-        handed = [(k, e) for (_, k, e), ok in zip(moves, stopped, strict=True) if ok]
-        if handed:
-            await self.assign(handed)
-            self.log.info("rebalanced", moved=len(handed), version=ring.version)
+        if await self._members.refresh() and not self._opts.client_only:
+            self._spawn(self._members.rebalance(self.active_workers()))
 
     async def _claim(self, starts: list[tuple[str, str, int]]) -> None:
         wanted: dict[str, tuple[str, str, int]] = {}
@@ -589,9 +450,7 @@ class Node:
         await cancel(self._tasks)
         self._tasks.clear()
         self._lease.close()
-        for waiter in self._waiters.values():
-            if not waiter.done():
-                waiter.set_exception(reason)
+        self._dispatcher.fail_all(reason)
         try:
             pipe = self._client.pipeline(transaction=True)
             pipe.zrem(self._keys.leases, self.id, *self._workers)

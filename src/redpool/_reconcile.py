@@ -27,7 +27,7 @@ _Finding = tuple[str, str, str, int, str]  # (kind, worker id, key, epoch, state
 class ReconcileHost(Protocol):
     def active_workers(self) -> list[Worker]: ...
 
-    async def assign(self, jobs: Sequence[tuple[str, int]]) -> None: ...
+    async def reroute(self, jobs: Sequence[tuple[str, int]]) -> None: ...
 
     async def report_stopped(self, key: str, worker: str, epoch: int) -> None: ...
 
@@ -47,9 +47,7 @@ class Reconciler:
         await self.run_once()
         # A suspect is confirmed (or cleared) a quarter interval later, so a repair comes at
         # most 1.25 intervals (worker_ttl each) after the records and the node disagree.
-        await wait_or_timeout(
-            self._wake, self._interval / 4 if self._suspects else self._interval
-        )
+        await wait_or_timeout(self._wake, self._interval / 4 if self._suspects else self._interval)
 
     async def run_once(self) -> None:
         workers = {w.id: w for w in self._host.active_workers()}
@@ -77,4 +75,4 @@ class Reconciler:
             else:
                 reroute.append((key, epoch))
         if reroute:
-            await self._host.assign(reroute)
+            await self._host.reroute(reroute)
