@@ -91,6 +91,16 @@ def runs_exactly_once(events: Path, keys: list[str], killed: dict[int, int]) -> 
     return all(len(now.get(k, [])) == 1 for k in keys) and set(now) <= set(keys)
 
 
+def unsettled(events: Path, keys: list[str], killed: dict[int, int]) -> str:
+    """What keeps (b) from holding, for a failure message."""
+    now = running_at_end(episodes(events, killed))
+    bad = {k: now.get(k, []) for k in keys if len(now.get(k, [])) != 1}
+    extra = sorted(set(now) - set(keys))
+    return f"keys not running exactly once (key: pids): {dict(list(bad.items())[:10])}; " + (
+        f"running but not admitted: {extra[:10]}"
+    )
+
+
 def recovery_seconds(eps: list[Episode], since_ns: int, keys: set[str]) -> list[float]:
     """(c): for each key, how long after ``since_ns`` it started again (first start after)."""
     out = []

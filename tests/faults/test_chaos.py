@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 import redpool
 from tests.helpers import eventually
-from tests.invariants import check_no_overlap, episodes, runs_exactly_once
+from tests.invariants import check_no_overlap, episodes, runs_exactly_once, unsettled
 
 TTL = 1.0
 SECONDS = 30
@@ -60,10 +60,16 @@ async def test_thirty_seconds_of_chaos(members, pool_name, events_file, fresh_re
         await asyncio.sleep(rng.uniform(0.5, 2.0))
     traffic.cancel()
 
-    async def settled() -> bool:
-        return runs_exactly_once(events_file, await client.job_keys(), killed)
+    admitted: list[str] = []
 
-    await eventually(settled, 20, "every admitted job runs exactly once")
+    async def settled() -> bool:
+        admitted[:] = await client.job_keys()
+        return runs_exactly_once(events_file, admitted, killed)
+
+    try:
+        await eventually(settled, 20, "every admitted job runs exactly once")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {unsettled(events_file, admitted, killed)}") from None
     assert set(keys) <= set(await client.job_keys()), "a job was lost"
     check_no_overlap(episodes(events_file, killed), strict=False)
     report(f"chaos: {SECONDS}s, actions {sorted(actions)}; all 300 jobs running once at the end")
