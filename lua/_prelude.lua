@@ -1,10 +1,11 @@
 -- Shared by every script: redpool prepends this file to each script before loading it.
 --
 -- Calling convention (src/redpool/_scripts.py builds it; src/redpool/_keys.py names the keys):
---   KEYS[1..6] = jobs, pending, workers, leases, meta, events  (all share the pool's hash tag)
---   ARGV[1]    = template of a worker's owned-jobs set  ("...:worker:*:jobs")
---   ARGV[2]    = template of a node's inbox stream      ("...:node:*:inbox")
---   ARG[i]     = ARGV[i + 2]: the script's own arguments
+--   KEYS[1..7] = jobs, pending, workers, leases, meta, events, tickers  (one hash tag: the pool)
+--   ARGV[1]    = template of a worker's owned-jobs set   ("...:worker:*:jobs")
+--   ARGV[2]    = template of a node's inbox stream       ("...:node:*:inbox")
+--   ARGV[3]    = template of a job's pending notes list  ("...:notes:*")
+--   ARG[i]     = ARGV[i + 3]: the script's own arguments
 -- Dynamic keys are built from the templates and carry the same hash tag, so every script stays
 -- valid on Redis Cluster.
 --
@@ -15,12 +16,19 @@
 -- States: queued -> assigned -> starting -> running -> stopping -> (deleted)
 
 local JOBS, PENDING, WORKERS, LEASES, META, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local OWNED_T, INBOX_T = ARGV[1], ARGV[2]
+local TICKERS = KEYS[7]
+local OWNED_T, INBOX_T, NOTES_T = ARGV[1], ARGV[2], ARGV[3]
 local ARG = {}
-for i = 3, #ARGV do ARG[i - 2] = ARGV[i] end
+for i = 4, #ARGV do ARG[i - 3] = ARGV[i] end
 
-local function owned(worker) return (string.gsub(OWNED_T, '%*', worker)) end
-local function inbox(node) return (string.gsub(INBOX_T, '%*', node)) end
+-- Plain substitution of the template's one '*' (ids and job keys may hold any character).
+local function fill(template, id)
+  local at = string.find(template, '*', 1, true)
+  return string.sub(template, 1, at - 1) .. id .. string.sub(template, at + 1)
+end
+local function owned(worker) return fill(OWNED_T, worker) end
+local function inbox(node) return fill(INBOX_T, node) end
+local function notes(key) return fill(NOTES_T, key) end
 -- A worker id is "<node id>.<n>": its node is the part before the first dot.
 local function node_of(worker) return string.match(worker, '^([^.]+)%.') end
 local function is_worker(id) return string.find(id, '.', 1, true) ~= nil end
@@ -61,6 +69,7 @@ end
 
 local function delete_job(key, rec)
   redis.call('HDEL', JOBS, key)
+  redis.call('DEL', notes(key))
   redis.call('ZREM', PENDING, key)
   if rec and rec.w ~= '' then redis.call('SREM', owned(rec.w), key) end
 end

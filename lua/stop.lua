@@ -7,8 +7,7 @@ local key, node, req = ARG[1], ARG[2], tonumber(ARG[3])
 local rec = load_job(key)
 if rec == nil then return {'notfound'} end
 if rec == false then
-  redis.call('HDEL', JOBS, key)
-  redis.call('ZREM', PENDING, key)
+  delete_job(key, nil)
   return {'stopped'}
 end
 if rec.s == 'queued' or rec.s == 'assigned' then

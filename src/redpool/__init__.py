@@ -12,7 +12,16 @@ from structlog.typing import FilteringBoundLogger
 from ._node import Node
 from ._options import MIB, Options
 from ._redis import TRANSIENT, connect
-from ._types import Job, JobHandler, NotificationHandler, WorkerInfo
+from ._ticker import Ticker
+from ._types import (
+    Job,
+    JobHandler,
+    JobParam,
+    JobPlan,
+    JobProducer,
+    NotificationHandler,
+    WorkerInfo,
+)
 from ._worker import Worker
 from .errors import (
     DispatchTimeoutError,
@@ -26,6 +35,7 @@ from .errors import (
     QueueFullError,
     RedisUnavailableError,
     Requeue,
+    ScheduleStop,
     StopTimeoutError,
 )
 
@@ -36,6 +46,9 @@ __all__ = [
     "JobExistsError",
     "JobHandler",
     "JobNotFoundError",
+    "JobParam",
+    "JobPlan",
+    "JobProducer",
     "JobStartError",
     "Node",
     "NotificationHandler",
@@ -45,7 +58,9 @@ __all__ = [
     "QueueFullError",
     "RedisUnavailableError",
     "Requeue",
+    "ScheduleStop",
     "StopTimeoutError",
+    "Ticker",
     "Worker",
     "WorkerInfo",
     "add_node",

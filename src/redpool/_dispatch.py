@@ -114,6 +114,17 @@ class Dispatcher:
         finally:
             self._waiters.pop(request, None)
 
+    async def notify(self, key: str, payload: bytes) -> None:
+        key = check_key(key)
+        payload = check_payload(payload, self._opts.max_payload_size)
+        status = await retry_transient(
+            lambda: self._scripts.notify(key, payload),
+            time.monotonic() + self._opts.dispatch_timeout,
+            f"notifying {key!r}",
+        )
+        if status == "notfound":
+            raise JobNotFoundError(key)
+
     def _expect_reply(self) -> tuple[int, asyncio.Future[tuple[str, str]]]:
         request = next(self._requests)
         reply: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()

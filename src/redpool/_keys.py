@@ -71,6 +71,19 @@ class Keys:
         """STREAM of pool-wide events (membership changes, shutdown); hints, capped ~1000."""
         return self.prefix + "events"
 
+    @property
+    def tickers(self) -> str:
+        """HASH ticker name -> msgpack {s: start ms, i: interval ms, k: last index taken}."""
+        return self.prefix + "tickers"
+
+    def notes(self, job_key: str) -> str:
+        """LIST of notifications waiting for the owner of a job (deleted with the job)."""
+        return f"{self.prefix}notes:{job_key}"
+
+    def schedule_jobs(self, schedule: str) -> str:
+        """SET of the job keys a schedule started (for JobPlan.stop_all)."""
+        return f"{self.prefix}schedule:{schedule}:jobs"
+
     def owned(self, worker_id: str) -> str:
         """SET of job keys assigned to a worker (lets a dead worker's jobs be found)."""
         return f"{self.prefix}worker:{worker_id}:jobs"
@@ -81,8 +94,16 @@ class Keys:
 
     def script_keys(self) -> list[str]:
         """KEYS of every script, in the order lua/_prelude.lua expects."""
-        return [self.jobs, self.pending, self.workers, self.leases, self.meta, self.events]
+        return [
+            self.jobs,
+            self.pending,
+            self.workers,
+            self.leases,
+            self.meta,
+            self.events,
+            self.tickers,
+        ]
 
     def script_templates(self) -> list[str]:
-        """First two ARGV of every script: templates of the per-worker and per-node keys."""
-        return [self.owned(_ID_TEMPLATE), self.inbox(_ID_TEMPLATE)]
+        """First ARGV of every script: templates of the per-worker, per-node and per-job keys."""
+        return [self.owned(_ID_TEMPLATE), self.inbox(_ID_TEMPLATE), self.notes(_ID_TEMPLATE)]

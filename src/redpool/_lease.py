@@ -57,6 +57,10 @@ class Lease:
         """True while this node's jobs may run: the lease cannot have expired for others."""
         return not self._fenced and time.monotonic() < self._fence_at
 
+    @property
+    def fenced(self) -> bool:
+        return self._fenced
+
     def wake(self) -> None:
         """Beat now instead of at the next interval."""
         self._wake.set()

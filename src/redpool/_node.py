@@ -9,7 +9,7 @@ import contextlib
 import itertools
 import secrets
 import time
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from types import TracebackType
 from typing import Any, cast
 
@@ -27,10 +27,12 @@ from ._lease import Lease
 from ._membership import Membership
 from ._options import Options
 from ._reconcile import Reconciler
-from ._redis import TRANSIENT, UNREACHABLE, retry_transient
+from ._redis import TRANSIENT, UNREACHABLE, awaitable, retry_transient
+from ._schedule import Schedule, ticker_name
 from ._scripts import Beat, Scripts
 from ._tasks import cancel, supervise
-from ._types import Job, JobHandler, WorkerInfo, from_ms
+from ._ticker import Ticker
+from ._types import Job, JobHandler, JobProducer, WorkerInfo, from_ms
 from ._worker import Worker
 from .errors import (
     InvalidArgumentError,
@@ -41,6 +43,18 @@ from .errors import (
 
 _Started = tuple[str, str, int, str, str]
 _Stopped = tuple[str, str, int]
+
+
+def _check_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError(f"{what} must be a non-empty str, got {name!r}")
+    return name
+
+
+def _interval_ms(interval: object) -> int:
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+        raise InvalidArgumentError(f"interval must be a positive number of seconds: {interval!r}")
+    return max(1, round(interval * 1000))
 
 
 def _job_ref(msg: Message) -> tuple[str, str, int]:
@@ -80,6 +94,8 @@ class Node:
         self._reconciler = Reconciler(self, self._scripts, options)
         self._inbox: InboxReader | None = None
         self._fenced_jobs: list[tuple[str, int]] = []
+        self._tickers: list[Ticker] = []
+        self._schedules: list[asyncio.Task[None]] = []
         self._started: Batcher[_Started, str] = Batcher(self._scripts.started)
         self._stopped: Batcher[_Stopped, int] = Batcher(self._flush_stopped)
 
@@ -159,22 +175,47 @@ class Node:
         self._check_open()
         await self._dispatcher.stop(key)
 
+    async def notify_worker(self, key: str, payload: bytes) -> None:
+        """Deliver ``payload`` to ``handle_notification`` of the worker that runs ``key``,
+        once and in the order sent per key (also when the job moves meanwhile)."""
+        self._check_open()
+        await self._dispatcher.notify(key, payload)
+
+    async def new_ticker(self, name: str, interval: float) -> Ticker:
+        """A ticker shared by every node that creates one of this ``name``: each tick goes to
+        exactly one node that is iterating. A new ticker replaces an older one of that name."""
+        self._check_full_node("tickers")
+        name = _check_name(name, "ticker name")
+        await self._scripts.ticker(name, _interval_ms(interval), replace=True)
+        return Ticker(name, self._client, self._keys, self._scripts, self.log)
+
+    async def schedule(self, producer: JobProducer, interval: float) -> None:
+        """Run ``producer.plan()`` every ``interval`` seconds on one node of the pool (the
+        schedules of every node with this producer name are one schedule) and apply it."""
+        self._check_full_node("schedules")
+        if not isinstance(producer, JobProducer):
+            raise InvalidArgumentError("producer must have a name and a plan() method")
+        name = ticker_name(_check_name(producer.name, "producer name"))
+        await self._scripts.ticker(name, _interval_ms(interval), replace=False)
+        ticker = Ticker(name, self._client, self._keys, self._scripts, self.log)
+        plan = Schedule(producer, ticker, self._dispatcher, self._client, self._keys, self.log)
+        self._tickers.append(ticker)
+        self._schedules.append(asyncio.create_task(plan.run(), name=f"redpool:{name}"))
+
     async def job_keys(self) -> list[str]:
         """Keys of every job in the pool, whatever its state (from admitted to stopping)."""
         self._check_open()
-        keys = await cast(Awaitable[list[bytes]], self._client.hkeys(self._keys.jobs))
+        keys = await awaitable(self._client.hkeys(self._keys.jobs))
         return sorted(k.decode() for k in keys)
 
     async def job_payload(self, key: str) -> bytes | None:
         """The payload of job ``key`` (b"" when empty), or None when there is no such job."""
         self._check_open()
-        raw = await cast(
-            Awaitable[bytes | None], self._client.hget(self._keys.jobs, check_key(key))
-        )
+        raw = await awaitable(self._client.hget(self._keys.jobs, check_key(key)))
         if raw is None:
             return None
         try:
-            return decode_record(raw).payload
+            return decode_record(cast(bytes, raw)).payload
         except CorruptEntryError as exc:
             self.log.warning("corrupt job record", key=key, error=str(exc))
             return None
@@ -183,9 +224,7 @@ class Node:
         """Every worker of the pool, on every node."""
         self._check_open()
         out = []
-        records = await cast(
-            Awaitable[dict[bytes, bytes]], self._client.hgetall(self._keys.workers)
-        )
+        records = await awaitable(self._client.hgetall(self._keys.workers))
         for raw_id, raw in records.items():
             worker_id = raw_id.decode("utf-8", "replace")
             try:
@@ -269,6 +308,13 @@ class Node:
             f"reporting the stop of {key!r}",
         )
 
+    async def take_notes(self, key: str, worker: str, epoch: int) -> list[bytes]:
+        return await retry_transient(
+            lambda: self._scripts.take_notes(key, worker, epoch),
+            time.monotonic() + self._opts.worker_ttl,
+            f"taking the notifications of {key!r}",
+        )
+
     async def _flush_stopped(self, items: Sequence[_Stopped]) -> list[int]:
         await self._scripts.stopped(items)
         return [1] * len(items)
@@ -293,7 +339,7 @@ class Node:
     def _check_message(self, msg: Message) -> None:
         if msg.kind == "reply":
             int(msg.fields[0]), text(msg.fields[1]), text(msg.fields[2])
-        elif msg.kind == "stop":
+        elif msg.kind in ("stop", "notify"):
             _job_ref(msg)
         elif msg.kind != "hello":
             raise ValueError(f"unknown message kind {msg.kind!r}")
@@ -308,6 +354,10 @@ class Node:
                 worker.begin_stop(key, epoch)
             else:
                 self._spawn(self.report_stopped(key, worker_id, epoch))
+        elif msg.kind == "notify":
+            key, worker_id, epoch = _job_ref(msg)
+            if worker := self._workers.get(worker_id):
+                worker.notify(key, epoch)
 
     async def on_events(self, events: list[Message]) -> None:
         kinds = {e.kind for e in events}
@@ -333,13 +383,13 @@ class Node:
         await self._members.assign(jobs)
 
     async def on_fence(self) -> None:
+        if not self._lease.fenced:
+            return  # renewed again before this task ran
         workers = list(self._workers.values())
         self._fenced_jobs = [job for w in workers for job in w.running_keys()]
         await asyncio.gather(*(w.stop_all() for w in workers))
 
     async def on_unfence(self) -> None:
-        for worker in self._workers.values():
-            worker.resume()
         # The lease held, so the records still name these jobs' assignments (the epoch check
         # fails for any that moved meanwhile): route them again now, most likely back here.
         jobs, self._fenced_jobs = self._fenced_jobs, []
@@ -347,6 +397,11 @@ class Node:
             await self._members.assign(jobs)
 
     # -- internals --------------------------------------------------------------------------
+
+    def _check_full_node(self, what: str) -> None:
+        self._check_open()
+        if self._opts.client_only:
+            raise PoolError(f"{what} need a full node; this one is client-only")
 
     def _check_open(self) -> None:
         if self._shutdown:
@@ -388,7 +443,8 @@ class Node:
                     node_id=claimed.dispatcher,
                     epoch=epoch,
                     attempt=claimed.attempts,
-                )
+                ),
+                claimed.has_notes,
             )
 
     async def _rejoin(self, missing: list[str]) -> None:
@@ -406,7 +462,6 @@ class Node:
             self.log.warning("worker was declared dead; rejoined", old=old_id, new=new_id)
             worker.rename(new_id)
             self._workers[new_id] = worker
-            worker.resume()
         await self._refresh_ring()
 
     async def _remove_worker(self, worker: Worker) -> None:
@@ -447,7 +502,9 @@ class Node:
         if release:
             with contextlib.suppress(*TRANSIENT):
                 await self._lease.beat(timeout=self._opts.heartbeat_interval)
-        await cancel(self._tasks)
+        for ticker in self._tickers:
+            ticker.close()
+        await cancel([*self._tasks, *self._schedules])
         self._tasks.clear()
         self._lease.close()
         self._dispatcher.fail_all(reason)

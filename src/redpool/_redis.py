@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -25,6 +25,12 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 
 # ... and what retry_transient raises once it gives up.
 UNREACHABLE: tuple[type[BaseException], ...] = (RedisUnavailableError, *TRANSIENT)
+
+
+def awaitable(result: Awaitable[T] | T) -> Awaitable[T]:
+    """redis-py types every command as ``Awaitable[T] | T``; on redis.asyncio it is the
+    former."""
+    return cast(Awaitable[T], result)
 
 
 def connect(target: aioredis.Redis | str) -> tuple[aioredis.Redis, bool]:

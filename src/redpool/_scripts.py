@@ -24,10 +24,14 @@ _NAMES = (
     "heartbeat",
     "join",
     "leave",
+    "notify",
     "owned_jobs",
     "started",
     "stop",
     "stopped",
+    "take_notes",
+    "tick",
+    "ticker",
     "withdraw",
 )
 
@@ -51,6 +55,7 @@ class Claimed:
     created_ms: int
     attempts: int
     dispatcher: str
+    has_notes: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,19 @@ class Beat:
     shutdown: bool
     routable: list[tuple[str, int]]
     corrupt: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    won: bool
+    start_ms: int
+    interval_ms: int
+    index: int  # the tick won, or the next one (not due yet)
+    now_ms: int
+
+    @property
+    def due_ms(self) -> int:
+        return self.start_ms + self.index * self.interval_ms
 
 
 def _s(value: Any) -> str:
@@ -115,8 +133,10 @@ class Scripts:
             if item == 0:
                 out.append(None)
             else:
-                payload, created, attempts, dispatcher = item
-                out.append(Claimed(bytes(payload), int(created), int(attempts), _s(dispatcher)))
+                payload, created, attempts, dispatcher, notes = item
+                out.append(
+                    Claimed(bytes(payload), int(created), int(attempts), _s(dispatcher), notes == 1)
+                )
         return out
 
     async def heartbeat(
@@ -173,6 +193,22 @@ class Scripts:
         for key, worker, epoch in stops:
             args += [key, worker, epoch]
         return int(await self._run("stopped", args))
+
+    async def notify(self, key: str, payload: bytes) -> str:
+        return _s((await self._run("notify", [key, payload]))[0])
+
+    async def take_notes(self, key: str, worker: str, epoch: int) -> list[bytes]:
+        return [bytes(p) for p in await self._run("take_notes", [key, worker, epoch])]
+
+    async def ticker(self, name: str, interval_ms: int, replace: bool) -> None:
+        await self._run("ticker", [name, interval_ms, int(replace)])
+
+    async def tick(self, name: str) -> Tick | None:
+        """None once the ticker was stopped."""
+        res = await self._run("tick", [name])
+        if _s(res[0]) == "stopped":
+            return None
+        return Tick(_s(res[0]) == "won", int(res[1]), int(res[2]), int(res[3]), int(res[4]))
 
     async def withdraw(self, key: str, node: str, request: int) -> str:
         return _s((await self._run("withdraw", [key, node, request]))[0])

@@ -66,3 +66,33 @@ class NotificationHandler(Protocol):
 
     def handle_notification(self, key: str, payload: bytes) -> Awaitable[None] | None:
         """Handle a notification for a job this worker runs."""
+
+
+@dataclass(frozen=True)
+class JobParam:
+    """A job a schedule's plan wants running."""
+
+    key: str
+    payload: bytes = b""
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What a schedule wants: jobs to start, keys to stop; ``stop_all`` stops every job the
+    schedule started that is not in ``start`` (and then ``stop`` is ignored)."""
+
+    start: list[JobParam] = field(default_factory=list)
+    stop: list[str] = field(default_factory=list)
+    stop_all: bool = False
+
+
+@runtime_checkable
+class JobProducer(Protocol):
+    """Plans a schedule's jobs; ``plan`` runs on one node per interval, pool-wide."""
+
+    @property
+    def name(self) -> str:
+        """Schedules of the same name on different nodes are one schedule."""
+
+    def plan(self) -> Awaitable[JobPlan] | JobPlan:
+        """The jobs to run now. Raise :class:`redpool.ScheduleStop` to end the schedule."""

@@ -4,14 +4,14 @@ time and in the order they were asked for."""
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from structlog.typing import FilteringBoundLogger
 
+from ._tasks import call_maybe_async
 from ._types import Job, JobHandler, NotificationHandler
 from .errors import Requeue
 
@@ -29,16 +29,7 @@ class WorkerHost(Protocol):
 
     async def report_stopped(self, key: str, worker: str, epoch: int) -> None: ...
 
-
-async def call_handler(fn: Callable[..., Any], *args: Any) -> None:
-    """Await an async handler method; run a sync one in a thread so it cannot stall the
-    node's lease renewals."""
-    if inspect.iscoroutinefunction(fn):
-        await fn(*args)
-        return
-    result = await asyncio.to_thread(fn, *args)
-    if inspect.isawaitable(result):
-        await result
+    async def take_notes(self, key: str, worker: str, epoch: int) -> list[bytes]: ...
 
 
 @dataclass
@@ -47,6 +38,7 @@ class _Local:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     running: bool = False
     gone: bool = False
+    notes_waiting: bool = False
 
 
 class Worker:
@@ -61,7 +53,6 @@ class Worker:
         self._host = host
         self._jobs: dict[str, _Local] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._accepting = True
         self._stopped = False
         self._log = host.log.bind(worker=worker_id)
 
@@ -79,7 +70,8 @@ class Worker:
 
     @property
     def accepting(self) -> bool:
-        return self._accepting and not self._stopped
+        """False once the worker is being removed; fencing is the node's (lease) business."""
+        return not self._stopped
 
     def local_epoch(self, key: str) -> int | None:
         local = self._jobs.get(key)
@@ -88,9 +80,10 @@ class Worker:
     def running_keys(self) -> list[tuple[str, int]]:
         return [(k, v.job.epoch) for k, v in self._jobs.items() if not v.gone]
 
-    def begin_start(self, job: Job) -> None:
-        """Take a claimed job: register it now (so stops and rebalances see it) and start it."""
-        local = _Local(job)
+    def begin_start(self, job: Job, notes_waiting: bool = False) -> None:
+        """Take a claimed job: register it now (so stops and rebalances see it) and start it;
+        then deliver the notifications that were sent before it started here."""
+        local = _Local(job, notes_waiting=notes_waiting)
         local.job = replace(job, _owned=lambda: not local.gone and self._host.lease_valid())
         self._jobs[job.key] = local
         self._spawn(self._start(local))
@@ -103,12 +96,12 @@ class Worker:
 
         self._spawn(stop())
 
-    def notify(self, key: str, payload: bytes) -> None:
+    def notify(self, key: str, epoch: int) -> None:
+        """Notifications wait for the job at ``epoch``: take and deliver them (after start()
+        returned). If the job left this worker meanwhile, they wait for its next owner."""
         local = self._jobs.get(key)
-        if local is None or local.gone:
-            self._log.warning("notification for a job this worker does not run", key=key)
-            return
-        self._spawn(self._notify(local, payload))
+        if local is not None and local.job.epoch == epoch:
+            self._spawn(self._deliver_notes(local))
 
     async def stop_local(self, key: str, epoch: int | None = None, report: bool = False) -> bool:
         """Stop a job here; True if stop() ran. ``report`` frees the key in Redis afterwards
@@ -126,12 +119,7 @@ class Worker:
 
     async def stop_all(self) -> None:
         """Stop every job here, without freeing keys (their records decide what comes next)."""
-        self._accepting = False
         await asyncio.gather(*(self.stop_local(key) for key in list(self._jobs)))
-
-    def resume(self) -> None:
-        if not self._stopped:
-            self._accepting = True
 
     def rename(self, worker_id: str) -> None:
         """The worker rejoined the pool under a new id (its old one was declared dead)."""
@@ -139,7 +127,6 @@ class Worker:
         self._log = self._host.log.bind(worker=worker_id)
 
     def retire(self) -> None:
-        self._accepting = False
         self._stopped = True
 
     # -- internals --------------------------------------------------------------------------
@@ -161,7 +148,7 @@ class Worker:
                 return
             outcome, message = "ok", ""
             try:
-                await call_handler(self.handler.start, job)
+                await call_maybe_async(self.handler.start, job)
             except Requeue:
                 outcome = "requeue"
             except Exception as exc:
@@ -174,27 +161,38 @@ class Worker:
                 return
             if verdict == "run":
                 local.running = True
+                if local.notes_waiting:
+                    await self._deliver_notes_locked(local)
             else:
                 await self._stop_locked(local, report=verdict == "stop")
 
     async def _stop_locked(self, local: _Local, report: bool) -> None:
         key = local.job.key
         try:
-            await call_handler(self.handler.stop, key)
+            await call_maybe_async(self.handler.stop, key)
         except Exception as exc:
             self._log.warning("stop() raised; the job counts as stopped", key=key, error=repr(exc))
         self._forget(local)
         if report:
             await self._host.report_stopped(key, self.id, local.job.epoch)
 
-    async def _notify(self, local: _Local, payload: bytes) -> None:
+    async def _deliver_notes(self, local: _Local) -> None:
         async with local.lock:
-            if local.gone:
-                return
-            if not isinstance(self.handler, NotificationHandler):
-                self._log.warning("handler has no handle_notification; dropped", key=local.job.key)
-                return
+            if not local.gone:
+                await self._deliver_notes_locked(local)
+
+    async def _deliver_notes_locked(self, local: _Local) -> None:
+        key = local.job.key
+        payloads = await self._host.take_notes(key, self.id, local.job.epoch)
+        if payloads and not isinstance(self.handler, NotificationHandler):
+            self._log.warning(
+                "handler has no handle_notification; notifications dropped",
+                key=key,
+                count=len(payloads),
+            )
+            return
+        for payload in payloads:
             try:
-                await call_handler(self.handler.handle_notification, local.job.key, payload)
+                await call_maybe_async(self.handler.handle_notification, key, payload)  # type: ignore[attr-defined]
             except Exception as exc:
-                self._log.warning("handle_notification raised", key=local.job.key, error=repr(exc))
+                self._log.warning("handle_notification raised", key=key, error=repr(exc))

@@ -65,6 +65,10 @@ class RedisUnavailableError(PoolError):
     """Redis could not be reached in time; the operation did not take effect (or is unknown)."""
 
 
+class ScheduleStop(Exception):
+    """Raised by a producer's ``plan()`` to end its schedule on every node."""
+
+
 class Requeue(Exception):
     """Raised by a handler's ``start()`` to ask for the job to be retried on another attempt."""
 

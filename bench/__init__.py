@@ -1,0 +1,1 @@
+"""redpool benchmark harness: ``python -m bench`` (``make bench``); see docs/benchmarks.md."""
