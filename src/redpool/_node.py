@@ -27,7 +27,7 @@ from ._lease import Lease
 from ._membership import Membership
 from ._options import Options
 from ._reconcile import Reconciler
-from ._redis import TRANSIENT, UNREACHABLE, awaitable, retry_transient
+from ._redis import TRANSIENT, UNREACHABLE, awaitable, retry_transient, sibling
 from ._schedule import Schedule, ticker_name
 from ._scripts import Beat, Scripts
 from ._tasks import cancel, supervise
@@ -94,6 +94,7 @@ class Node:
         self._reconciler = Reconciler(self, self._scripts, options)
         self._inbox: InboxReader | None = None
         self._fenced_jobs: list[tuple[str, int]] = []
+        self._reader_client: aioredis.Redis | None = None
         self._tickers: list[Ticker] = []
         self._schedules: list[asyncio.Task[None]] = []
         self._started: Batcher[_Started, str] = Batcher(self._scripts.started)
@@ -105,8 +106,11 @@ class Node:
     async def _open(self) -> None:
         await self._refresh_ring()
         last = await self._client.xrevrange(self._keys.events, count=1)
+        # The blocking read gets a connection of its own: cancelling it on close must not
+        # leave a broken connection in the pool every other call uses.
+        self._reader_client = sibling(self._client, max_connections=1)
         self._inbox = InboxReader(
-            self._client,
+            self._reader_client,
             self._keys,
             self.id,
             self,
@@ -253,11 +257,15 @@ class Node:
         await self._leave_for_shutdown(initiator=True)
         deadline = time.monotonic() + self._opts.worker_shutdown_ttl
         delay = 0.01
-        while time.monotonic() < deadline and await self._live_leases():
+        while time.monotonic() < deadline:
+            live = await retry_transient(self._live_leases, deadline, "waiting for the nodes")
+            if not live:
+                break
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
-        async for batch in self._client.scan_iter(match=self._keys.pattern, count=500):
-            await self._client.unlink(batch)
+        doomed = [key async for key in self._client.scan_iter(match=self._keys.pattern, count=500)]
+        for i in range(0, len(doomed), 500):
+            await self._client.unlink(*doomed[i : i + 500])
         await self._release_client()
 
     async def _live_leases(self) -> int:
@@ -521,5 +529,7 @@ class Node:
         self.log.info("node left", reason=str(reason))
 
     async def _release_client(self) -> None:
+        if self._reader_client is not None:
+            await self._reader_client.aclose()
         if self._owns_client:
             await self._client.aclose()

@@ -41,13 +41,20 @@ def connect(target: aioredis.Redis | str) -> tuple[aioredis.Redis, bool]:
         raise InvalidArgumentError(
             f"redis must be a redis.asyncio.Redis or a URL string, got {type(target).__name__}"
         )
-    pool = target.connection_pool
-    if not pool.connection_kwargs.get("decode_responses"):
+    if not target.connection_pool.connection_kwargs.get("decode_responses"):
         return target, False
     # redpool stores msgpack: it needs bytes, so it opens its own pool to the same server.
+    return sibling(target), True
+
+
+def sibling(client: aioredis.Redis, max_connections: int | None = None) -> aioredis.Redis:
+    """A new client to the same server with its own connection pool, returning bytes."""
+    pool = client.connection_pool
     kwargs = {**pool.connection_kwargs, "decode_responses": False}
+    if max_connections is not None:
+        kwargs["max_connections"] = max_connections
     own = aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
-    return aioredis.Redis(connection_pool=own), True
+    return aioredis.Redis(connection_pool=own)
 
 
 async def retry_transient(call: Callable[[], Awaitable[T]], deadline: float, what: str) -> T:

@@ -1,0 +1,17 @@
+"""Celery: ``celery -A bench.peers.celery_app worker --concurrency 2 --pool prefork``; Redis
+broker, no result backend, otherwise default settings."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from .record import record
+
+app = Celery("bench", broker=os.environ["BENCH_BROKER_URL"])
+
+
+@app.task
+def trivial(job_id: int) -> None:
+    record(job_id)
