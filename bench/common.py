@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -17,7 +20,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -108,11 +111,13 @@ class RedisServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"redis-server exited: {(self.dir / 'redis.log').read_text()}")
-            with contextlib.suppress(OSError):
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s,
+            ):
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return
             time.sleep(0.02)
         raise RuntimeError("redis-server did not answer PING within 10 s")
 
@@ -619,3 +624,72 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return "unknown"
+
+
+def machine(redis_version: str) -> dict[str, Any]:
+    """What the numbers were measured on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+
+    digest = hashlib.sha256()
+    for path in sorted([*(ROOT / "src" / "redpool").glob("*.py"), *(ROOT / "lua").glob("*.lua")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "redis_server": redis_version,
+        "redis_py": ver("redis"),
+        "hiredis": ver("hiredis"),
+        "redpool": ver("redpool"),
+        "redpool_source_sha256": digest.hexdigest()[:16],
+    }
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+def markdown_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(row[i]) for row in lines)) for i, h in enumerate(header)]
+
+    def fmt(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([fmt(header), rule, *(fmt(row) for row in lines)])
+
+
+def results_table(rows: Sequence[Row]) -> str:
+    lines = [
+        [
+            r.scenario,
+            r.metric,
+            r.value_text() if r.value is not None else (r.note or "n/a"),
+            "" if r.rtt is None else f"{r.rtt:,.1f}",
+            r.note if r.value is not None else "",
+        ]
+        for r in rows
+    ]
+    return markdown_table(["scenario", "metric", "value", "x PING RTT", "notes"], lines)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically (``*.tmp`` then rename) so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=_json_default) + "\n")
+    tmp.replace(path)
+
+
+def _json_default(obj: object) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return asdict(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__}")

@@ -69,9 +69,7 @@ async def main() -> None:
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
     )
     events = EventFile(args.events) if args.events else None
-    node = await redpool.add_node(
-        args.pool, args.url, worker_ttl=args.ttl, max_queued_jobs=100_000
-    )
+    node = await redpool.add_node(args.pool, args.url, worker_ttl=args.ttl, max_queued_jobs=100_000)
     seq = 0
     workers: list[redpool.Worker] = []
 

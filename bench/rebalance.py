@@ -80,7 +80,9 @@ async def run(ctx: Context) -> Result:
         else:
             touched = f"{data['touched']:,} keys stopped/started"
             result.rows.append(
-                ctx.timing(NAME, f"{what}_settled", f"{label}: settled", settled * 1000, touched, "s")
+                ctx.timing(
+                    NAME, f"{what}_settled", f"{label}: settled", settled * 1000, touched, "s"
+                )
             )
     return result
 

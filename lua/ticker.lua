@@ -1,11 +1,11 @@
--- ticker: create a distributed ticker, or keep the existing one.
--- ARG: name, interval ms, replace (1: a new ticker of this name replaces the old one, as the
---      newer of two tickers wins; 0: keep an existing ticker of the same interval).
+-- ticker: join the distributed ticker of this name, creating it if needed.
+-- ARG: name, interval ms.
 -- Returns nothing.
--- Invariant: one ticker per name; its first tick (index 0) is due at once.
-local name, interval, replace = ARG[1], tonumber(ARG[2]), ARG[3] == '1'
+-- Invariant: one ticker per name. A ticker of the same interval is joined as it is; one of
+-- another interval is replaced (the newer wins), its first tick (index 0) due at once.
+local name, interval = ARG[1], tonumber(ARG[2])
 local raw = redis.call('HGET', TICKERS, name)
-if raw and not replace then
+if raw then
   local ok, t = pcall(cmsgpack.unpack, raw)
   if ok and type(t) == 'table' and t.i == interval then return end
 end

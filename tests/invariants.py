@@ -122,3 +122,13 @@ def summary(name: str, seconds: list[float]) -> str:
         f"{name}: {len(seconds)} keys, median {statistics.median(seconds):.3f}s, "
         f"max {max(seconds):.3f}s"
     )
+
+
+def events_of(events: Path, kind: str) -> list[tuple[int, int, str]]:
+    """(ns, pid, subject) of every ``kind`` line, in time order."""
+    out = []
+    for line in complete_lines(events):
+        ns, pid, event, subject = line.split(" ", 3)
+        if event == kind:
+            out.append((int(ns), int(pid), subject))
+    return sorted(out)

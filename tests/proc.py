@@ -6,23 +6,29 @@ It prints ``ready <node id>`` once joined, then obeys one command per stdin line
 ``ok ...`` or ``error <class> <message>``:
 
     dispatch KEY [PAYLOAD]   stop KEY   keys   race KEY N   add   remove   close   shutdown
+    notify KEY PAYLOAD       ticker NAME SECONDS   idle-ticker NAME SECONDS   stop-ticker NAME
+    schedule NAME SECONDS
 
 Every start() and stop() of its handler appends ``<monotonic ns> <pid> <start|stop> <key>`` to
 EVENTS_FILE with one O_APPEND write (CLOCK_MONOTONIC is shared by all processes of a machine),
 so a kill -9 loses no line that describes work the process did. While a job runs, its handler
 also appends ``tick`` lines, but only while ``job.is_owned()``: the work a fenced worker must
-not do.
+not do. Notifications append ``note KEY:PAYLOAD``; tickers ``ticked NAME@DUE_MS``; schedules
+``plan NAME`` each time this process ran plan() (whose JobPlan the test writes, as JSON, to the
+Redis key ``test-plan:NAME``; ``"stop"`` there makes plan() raise ScheduleStop).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
 import time
 
+import redis.asyncio as aioredis
 import structlog
 
 import redpool
@@ -59,6 +65,35 @@ class TickingHandler:
         if task is not None:
             task.cancel()
         self._log.write("stop", key)
+
+    async def handle_notification(self, key: str, payload: bytes) -> None:
+        self._log.write("note", f"{key}:{payload.decode()}")
+
+
+class TestProducer:
+    """plan() as the test wrote it to Redis."""
+
+    def __init__(self, name: str, redis: aioredis.Redis, log: EventLog) -> None:
+        self.name = name
+        self._redis = redis
+        self._log = log
+
+    async def plan(self) -> redpool.JobPlan:
+        self._log.write("plan", self.name)
+        raw = await self._redis.get(f"test-plan:{self.name}")
+        spec = json.loads(raw) if raw else {}
+        if spec == "stop":
+            raise redpool.ScheduleStop
+        return redpool.JobPlan(
+            start=[redpool.JobParam(k) for k in spec.get("start", [])],
+            stop=spec.get("stop", []),
+            stop_all=spec.get("stop_all", False),
+        )
+
+
+async def _consume(ticker: redpool.Ticker, log: EventLog) -> None:
+    async for tick in ticker:
+        log.write("ticked", f"{ticker.name}@{round(tick.timestamp() * 1000)}")
 
 
 async def _race(node: redpool.Node, key: str, n: int) -> str:
@@ -107,6 +142,9 @@ async def main() -> None:
     loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    tickers: dict[str, redpool.Ticker] = {}
+    background: list[asyncio.Task[None]] = []
+    plans = aioredis.Redis.from_url(args.url)
     print(f"ready {node.id}", flush=True)
 
     async def commands() -> None:
@@ -130,6 +168,16 @@ async def main() -> None:
                     await node.close()
                 elif cmd == "shutdown":
                     await node.shutdown()
+                elif cmd == "notify":
+                    await node.notify_worker(rest[0], rest[1].encode())
+                elif cmd in ("ticker", "idle-ticker"):
+                    tickers[rest[0]] = await node.new_ticker(rest[0], float(rest[1]))
+                    if cmd == "ticker":
+                        background.append(asyncio.create_task(_consume(tickers[rest[0]], log)))
+                elif cmd == "stop-ticker":
+                    await tickers[rest[0]].stop()
+                elif cmd == "schedule":
+                    await node.schedule(TestProducer(rest[0], plans, log), float(rest[1]))
                 print(f"ok {out}".rstrip(), flush=True)
             except Exception as exc:
                 print(f"error {type(exc).__name__} {exc}".replace("\n", " "), flush=True)

@@ -187,10 +187,11 @@ class Node:
 
     async def new_ticker(self, name: str, interval: float) -> Ticker:
         """A ticker shared by every node that creates one of this ``name``: each tick goes to
-        exactly one node that is iterating. A new ticker replaces an older one of that name."""
+        exactly one node that is iterating. A ticker of another interval replaces the older
+        one of that name (the newer wins)."""
         self._check_full_node("tickers")
         name = _check_name(name, "ticker name")
-        await self._scripts.ticker(name, _interval_ms(interval), replace=True)
+        await self._scripts.ticker(name, _interval_ms(interval))
         return Ticker(name, self._client, self._keys, self._scripts, self.log)
 
     async def schedule(self, producer: JobProducer, interval: float) -> None:
@@ -200,7 +201,7 @@ class Node:
         if not isinstance(producer, JobProducer):
             raise InvalidArgumentError("producer must have a name and a plan() method")
         name = ticker_name(_check_name(producer.name, "producer name"))
-        await self._scripts.ticker(name, _interval_ms(interval), replace=False)
+        await self._scripts.ticker(name, _interval_ms(interval))
         ticker = Ticker(name, self._client, self._keys, self._scripts, self.log)
         plan = Schedule(producer, ticker, self._dispatcher, self._client, self._keys, self.log)
         self._tickers.append(ticker)

@@ -200,8 +200,8 @@ class Scripts:
     async def take_notes(self, key: str, worker: str, epoch: int) -> list[bytes]:
         return [bytes(p) for p in await self._run("take_notes", [key, worker, epoch])]
 
-    async def ticker(self, name: str, interval_ms: int, replace: bool) -> None:
-        await self._run("ticker", [name, interval_ms, int(replace)])
+    async def ticker(self, name: str, interval_ms: int) -> None:
+        await self._run("ticker", [name, interval_ms])
 
     async def tick(self, name: str) -> Tick | None:
         """None once the ticker was stopped."""
