@@ -510,7 +510,10 @@ async def shutdown_pool(node: redpool.Node, result: Result, timeout: float = 40)
     except redpool.PoolError as exc:
         result.problems.append(f"shutdown() of pool {node.pool_name!r} raised {exc!r}")
         return None
-    return time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
+    if elapsed > 5:
+        result.problems.append(f"shutdown() of pool {node.pool_name!r} took {elapsed:.1f} s")
+    return elapsed
 
 
 async def bounded(

@@ -53,6 +53,13 @@ class InstantHandler:
             self.events.write(self.name, "stop", key)
 
 
+def _dump_tasks() -> None:
+    """SIGUSR1: print the stack of every task to stderr, to see where a member is stuck."""
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
@@ -84,6 +91,7 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, done.set)
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     print(f"ready {node.id}", flush=True)
@@ -115,6 +123,7 @@ async def main() -> None:
     for task in tasks:
         task.cancel()
     await node.close()
+    print("member exiting", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
