@@ -14,9 +14,9 @@ from ._options import Options
 from ._redis import retry_transient
 from ._scripts import Scripts
 from ._tasks import within
+from ._validate import check_key, check_payload
 from .errors import (
     DispatchTimeoutError,
-    InvalidArgumentError,
     JobExistsError,
     JobNotFoundError,
     JobStartError,
@@ -27,24 +27,6 @@ from .errors import (
 )
 
 _Admit = tuple[str, bytes, int]
-
-
-def check_key(key: object) -> str:
-    if not isinstance(key, str) or not key:
-        raise InvalidArgumentError(f"job key must be a non-empty str, got {key!r}")
-    return key
-
-
-def check_payload(payload: object, limit: int) -> bytes:
-    if not isinstance(payload, (bytes, bytearray, memoryview)):
-        raise InvalidArgumentError(f"payload must be bytes, got {type(payload).__name__}")
-    data = bytes(payload)
-    if len(data) > limit:
-        raise InvalidArgumentError(
-            f"payload is {len(data)} bytes, over max_payload_size={limit}; store large data "
-            "elsewhere and pass a reference"
-        )
-    return data
 
 
 class Dispatcher:

@@ -3,24 +3,120 @@ and the pool's event stream (membership, shutdown), in one XREAD."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.typing import KeyT, StreamIdT
 from structlog.typing import FilteringBoundLogger
 
-from ._codec import CorruptEntryError, Message, decode_message
+from ._codec import CorruptEntryError, Message, decode_message, text
+from ._dispatch import Dispatcher
 from ._keys import Keys
+from ._lease import Lease
+from ._scripts import Scripts
+from ._types import Job, from_ms
+from ._worker import Worker
 
 READ_COUNT = 1000
 
 
-class InboxHost(Protocol):
-    log: FilteringBoundLogger
+def _job_ref(msg: Message) -> tuple[str, str, int]:
+    """(key, worker id, epoch) of a start, stop or notify message."""
+    return text(msg.fields[0]), text(msg.fields[1]), int(msg.fields[2])
 
-    async def on_messages(self, messages: list[Message]) -> None: ...
 
-    async def on_events(self, events: list[Message]) -> None: ...
+class InboxRouter:
+    """Where each inbox message goes: starts are claimed (one script call per read) and
+    handed to their workers; stops and notifications to the worker named; replies to the
+    dispatcher waiting for them."""
+
+    def __init__(
+        self,
+        scripts: Scripts,
+        workers: Mapping[str, Worker],
+        lease: Lease,
+        dispatcher: Dispatcher,
+        report_stopped: Callable[[str, str, int], Coroutine[Any, Any, None]],
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        log: FilteringBoundLogger,
+    ) -> None:
+        self._scripts = scripts
+        self._workers = workers
+        self._lease = lease
+        self._dispatcher = dispatcher
+        self._report_stopped = report_stopped
+        self._spawn = spawn
+        self.log = log
+
+    async def on_messages(self, messages: list[Message]) -> None:
+        starts: list[tuple[str, str, int]] = []
+        others: list[Message] = []
+        for msg in messages:
+            try:
+                if msg.kind == "start":
+                    starts.append(_job_ref(msg))
+                else:
+                    self._check_message(msg)
+                    others.append(msg)
+            except (IndexError, ValueError, TypeError, CorruptEntryError) as exc:
+                self.log.warning("skipping malformed message", kind=msg.kind, error=repr(exc))
+        if starts:
+            await self._claim(starts)
+        for msg in others:
+            self._handle(msg)
+
+    def _check_message(self, msg: Message) -> None:
+        if msg.kind == "reply":
+            int(msg.fields[0]), text(msg.fields[1]), text(msg.fields[2])
+        elif msg.kind in ("stop", "notify"):
+            _job_ref(msg)
+        elif msg.kind != "hello":
+            raise ValueError(f"unknown message kind {msg.kind!r}")
+
+    def _handle(self, msg: Message) -> None:
+        if msg.kind == "reply":
+            self._dispatcher.on_reply(int(msg.fields[0]), text(msg.fields[1]), text(msg.fields[2]))
+        elif msg.kind == "stop":
+            key, worker_id, epoch = _job_ref(msg)
+            worker = self._workers.get(worker_id)
+            if worker is not None:
+                worker.begin_stop(key, epoch)
+            else:
+                self._spawn(self._report_stopped(key, worker_id, epoch))
+        elif msg.kind == "notify":
+            key, worker_id, epoch = _job_ref(msg)
+            if worker := self._workers.get(worker_id):
+                worker.notify(key, epoch)
+
+    async def _claim(self, starts: list[tuple[str, str, int]]) -> None:
+        wanted: dict[str, tuple[str, str, int]] = {}
+        for key, worker_id, epoch in starts:
+            worker = self._workers.get(worker_id)
+            if worker is None or not worker.accepting or worker.local_epoch(key) is not None:
+                continue
+            wanted[key] = (key, worker_id, epoch)
+        if not wanted or not self._lease.valid():
+            return
+        items = list(wanted.values())
+        for (key, worker_id, epoch), claimed in zip(
+            items, await self._scripts.claim(items), strict=True
+        ):
+            worker = self._workers.get(worker_id)
+            if claimed is None or worker is None or not worker.accepting:
+                continue  # a claimed job not started here is rerouted by its record
+            worker.begin_start(
+                Job(
+                    key=key,
+                    payload=claimed.payload,
+                    created_at=from_ms(claimed.created_ms),
+                    worker_id=worker_id,
+                    node_id=claimed.dispatcher,
+                    epoch=epoch,
+                    attempt=claimed.attempts,
+                ),
+                claimed.has_notes,
+            )
 
 
 class InboxReader:
@@ -29,12 +125,14 @@ class InboxReader:
         client: aioredis.Redis,
         keys: Keys,
         node_id: str,
-        host: InboxHost,
+        router: InboxRouter,
+        on_events: Callable[[list[Message]], Awaitable[None]],
         block_s: float,
         events_from: str,
     ) -> None:
         self._client = client
-        self._host = host
+        self._router = router
+        self._on_events = on_events
         self._inbox = keys.inbox(node_id)
         self._events = keys.events
         self._block_ms = max(1, int(block_s * 1000))
@@ -54,11 +152,11 @@ class InboxReader:
                 try:
                     decoded.append(decode_message(fields))
                 except CorruptEntryError as exc:
-                    self._host.log.warning(
+                    self._router.log.warning(
                         "skipping corrupt stream entry", stream=stream, id=entry_id, error=str(exc)
                     )
             if stream == self._inbox:
-                await self._host.on_messages(decoded)
+                await self._router.on_messages(decoded)
             else:
-                await self._host.on_events(decoded)
+                await self._on_events(decoded)
             self._cursors[stream] = entries[-1][0].decode()

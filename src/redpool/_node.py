@@ -19,9 +19,9 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from ._batch import Batcher
-from ._codec import CorruptEntryError, Message, decode_created_ms, decode_record, text
-from ._dispatch import Dispatcher, check_key
-from ._inbox import InboxReader
+from ._codec import CorruptEntryError, Message, decode_created_ms, decode_record
+from ._dispatch import Dispatcher
+from ._inbox import InboxReader, InboxRouter
 from ._keys import Keys
 from ._lease import Lease
 from ._membership import Membership
@@ -32,7 +32,8 @@ from ._schedule import Schedule, ticker_name
 from ._scripts import Beat, Scripts
 from ._tasks import cancel, supervise
 from ._ticker import Ticker
-from ._types import Job, JobHandler, JobProducer, WorkerInfo, from_ms
+from ._types import JobHandler, JobProducer, WorkerInfo, from_ms
+from ._validate import check_key, check_name, interval_ms
 from ._worker import Worker
 from .errors import (
     InvalidArgumentError,
@@ -43,23 +44,6 @@ from .errors import (
 
 _Started = tuple[str, str, int, str, str]
 _Stopped = tuple[str, str, int]
-
-
-def _check_name(name: object, what: str) -> str:
-    if not isinstance(name, str) or not name:
-        raise InvalidArgumentError(f"{what} must be a non-empty str, got {name!r}")
-    return name
-
-
-def _interval_ms(interval: object) -> int:
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
-        raise InvalidArgumentError(f"interval must be a positive number of seconds: {interval!r}")
-    return max(1, round(interval * 1000))
-
-
-def _job_ref(msg: Message) -> tuple[str, str, int]:
-    """(key, worker id, epoch) of a start or stop message."""
-    return text(msg.fields[0]), text(msg.fields[1]), int(msg.fields[2])
 
 
 class Node:
@@ -109,11 +93,21 @@ class Node:
         # The blocking read gets a connection of its own: cancelling it on close must not
         # leave a broken connection in the pool every other call uses.
         self._reader_client = sibling(self._client, max_connections=1)
+        router = InboxRouter(
+            self._scripts,
+            self._workers,
+            self._lease,
+            self._dispatcher,
+            self.report_stopped,
+            self._spawn,
+            self.log,
+        )
         self._inbox = InboxReader(
             self._reader_client,
             self._keys,
             self.id,
-            self,
+            router,
+            self.on_events,
             self._opts.job_sink_block,
             last[0][0].decode() if last else "0-0",
         )
@@ -190,8 +184,8 @@ class Node:
         exactly one node that is iterating. A ticker of another interval replaces the older
         one of that name (the newer wins)."""
         self._check_full_node("tickers")
-        name = _check_name(name, "ticker name")
-        await self._scripts.ticker(name, _interval_ms(interval))
+        name = check_name(name, "ticker name")
+        await self._scripts.ticker(name, interval_ms(interval))
         return Ticker(name, self._client, self._keys, self._scripts, self.log)
 
     async def schedule(self, producer: JobProducer, interval: float) -> None:
@@ -200,8 +194,8 @@ class Node:
         self._check_full_node("schedules")
         if not isinstance(producer, JobProducer):
             raise InvalidArgumentError("producer must have a name and a plan() method")
-        name = ticker_name(_check_name(producer.name, "producer name"))
-        await self._scripts.ticker(name, _interval_ms(interval))
+        name = ticker_name(check_name(producer.name, "producer name"))
+        await self._scripts.ticker(name, interval_ms(interval))
         ticker = Ticker(name, self._client, self._keys, self._scripts, self.log)
         plan = Schedule(producer, ticker, self._dispatcher, self._client, self._keys, self.log)
         self._tickers.append(ticker)
@@ -328,46 +322,6 @@ class Node:
         await self._scripts.stopped(items)
         return [1] * len(items)
 
-    async def on_messages(self, messages: list[Message]) -> None:
-        starts: list[tuple[str, str, int]] = []
-        others: list[Message] = []
-        for msg in messages:
-            try:
-                if msg.kind == "start":
-                    starts.append(_job_ref(msg))
-                else:
-                    self._check_message(msg)
-                    others.append(msg)
-            except (IndexError, ValueError, TypeError, CorruptEntryError) as exc:
-                self.log.warning("skipping malformed message", kind=msg.kind, error=repr(exc))
-        if starts:
-            await self._claim(starts)
-        for msg in others:
-            self._handle(msg)
-
-    def _check_message(self, msg: Message) -> None:
-        if msg.kind == "reply":
-            int(msg.fields[0]), text(msg.fields[1]), text(msg.fields[2])
-        elif msg.kind in ("stop", "notify"):
-            _job_ref(msg)
-        elif msg.kind != "hello":
-            raise ValueError(f"unknown message kind {msg.kind!r}")
-
-    def _handle(self, msg: Message) -> None:
-        if msg.kind == "reply":
-            self._dispatcher.on_reply(int(msg.fields[0]), text(msg.fields[1]), text(msg.fields[2]))
-        elif msg.kind == "stop":
-            key, worker_id, epoch = _job_ref(msg)
-            worker = self._workers.get(worker_id)
-            if worker is not None:
-                worker.begin_stop(key, epoch)
-            else:
-                self._spawn(self.report_stopped(key, worker_id, epoch))
-        elif msg.kind == "notify":
-            key, worker_id, epoch = _job_ref(msg)
-            if worker := self._workers.get(worker_id):
-                worker.notify(key, epoch)
-
     async def on_events(self, events: list[Message]) -> None:
         kinds = {e.kind for e in events}
         if "shutdown" in kinds:
@@ -426,35 +380,6 @@ class Node:
     async def _refresh_ring(self) -> None:
         if await self._members.refresh() and not self._opts.client_only:
             self._spawn(self._members.rebalance(self.active_workers()))
-
-    async def _claim(self, starts: list[tuple[str, str, int]]) -> None:
-        wanted: dict[str, tuple[str, str, int]] = {}
-        for key, worker_id, epoch in starts:
-            worker = self._workers.get(worker_id)
-            if worker is None or not worker.accepting or worker.local_epoch(key) is not None:
-                continue
-            wanted[key] = (key, worker_id, epoch)
-        if not wanted or not self._lease.valid():
-            return
-        items = list(wanted.values())
-        for (key, worker_id, epoch), claimed in zip(
-            items, await self._scripts.claim(items), strict=True
-        ):
-            worker = self._workers.get(worker_id)
-            if claimed is None or worker is None or not worker.accepting:
-                continue  # a claimed job not started here is rerouted by its record
-            worker.begin_start(
-                Job(
-                    key=key,
-                    payload=claimed.payload,
-                    created_at=from_ms(claimed.created_ms),
-                    worker_id=worker_id,
-                    node_id=claimed.dispatcher,
-                    epoch=epoch,
-                    attempt=claimed.attempts,
-                ),
-                claimed.has_notes,
-            )
 
     async def _rejoin(self, missing: list[str]) -> None:
         """Workers reaped as dead while this node was cut off come back under new ids."""

@@ -1,0 +1,35 @@
+"""Checks of what users pass in: each raises InvalidArgumentError with what to fix."""
+
+from __future__ import annotations
+
+from .errors import InvalidArgumentError
+
+
+def check_key(key: object) -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidArgumentError(f"job key must be a non-empty str, got {key!r}")
+    return key
+
+
+def check_payload(payload: object, limit: int) -> bytes:
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise InvalidArgumentError(f"payload must be bytes, got {type(payload).__name__}")
+    data = bytes(payload)
+    if len(data) > limit:
+        raise InvalidArgumentError(
+            f"payload is {len(data)} bytes, over max_payload_size={limit}; store large data "
+            "elsewhere and pass a reference"
+        )
+    return data
+
+
+def check_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError(f"{what} must be a non-empty str, got {name!r}")
+    return name
+
+
+def interval_ms(interval: object) -> int:
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+        raise InvalidArgumentError(f"interval must be a positive number of seconds: {interval!r}")
+    return max(1, round(interval * 1000))
