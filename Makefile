@@ -24,5 +24,10 @@ test: lint
 demo: install
 	$(PY) examples/demo.py
 
+# make bench BENCH_ARGS=--smoke for tiny sizes; see docs/benchmarks.md
+bench: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -16,6 +16,7 @@ import asyncio
 import datetime
 import logging
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -40,6 +41,7 @@ from .common import (
     machine,
     markdown_table,
     measure_floor,
+    ping_samples,
     results_table,
     write_json,
 )
@@ -128,10 +130,14 @@ async def _run(server: RedisServer, names: list[str], smoke: bool, workdir: Path
         results[name] = result
         print(f"[bench] {name} done in {result.seconds:.0f} s", file=sys.stderr, flush=True)
         await flushall(ctx)
-    return _report(ctx, floor, str(info["redis_version"]), results)
+    # The machine may be busier now than at the start: measure PING again, for comparison.
+    end = statistics.median(await ping_samples(server.url(), sizes.ping_samples)) * 1000
+    return _report(ctx, floor, end, str(info["redis_version"]), results)
 
 
-def _report(ctx: Context, floor: Floor, redis_version: str, results: dict[str, Result]) -> dict:
+def _report(
+    ctx: Context, floor: Floor, end_ping_ms: float, redis_version: str, results: dict[str, Result]
+) -> dict[str, Any]:
     sizes_note = "smoke sizes" if ctx.smoke else f"{ctx.sizes.rebalance_jobs:,} jobs"
     rows = [
         ctx.timing(
@@ -139,7 +145,8 @@ def _report(ctx: Context, floor: Floor, redis_version: str, results: dict[str, R
             "ping",
             "PING round trip, median (redis-py asyncio)",
             floor.ping_ms,
-            f"p99 {floor.ping_p99_ms:.3f} ms, {floor.ping_samples} PINGs",
+            f"p99 {floor.ping_p99_ms:.3f} ms, {floor.ping_samples} PINGs; "
+            f"{end_ping_ms:.3f} ms at the end of the run",
         ),
         Row(
             "floor",
@@ -185,6 +192,7 @@ def _report(ctx: Context, floor: Floor, redis_version: str, results: dict[str, R
             "machine": host,
         },
         "floor": floor,
+        "ping_ms_at_end": end_ping_ms,
         "rows": rows,
         "targets": targets,
         "scenarios": {

@@ -172,17 +172,27 @@ class Floor:
     set_note: str
 
 
-async def measure_floor(url: str, sizes: Sizes) -> Floor:
-    """Median PING round trip from redis-py asyncio, then redis-benchmark SET if on PATH."""
+async def ping_samples(url: str, n: int) -> list[float]:
+    """n PING round trips (seconds) from one redis-py asyncio client, after 200 to warm up."""
     client = aioredis.Redis.from_url(url)
     try:
         for _ in range(200):
-            await client.ping()
+            await _ping(client)
         samples = []
-        for _ in range(sizes.ping_samples):
+        for _ in range(n):
             t0 = time.perf_counter()
-            await client.ping()
+            await _ping(client)
             samples.append(time.perf_counter() - t0)
+    finally:
+        await client.aclose()
+    return samples
+
+
+async def measure_floor(url: str, sizes: Sizes) -> Floor:
+    """Median PING round trip from redis-py asyncio, then redis-benchmark SET if on PATH."""
+    samples = await ping_samples(url, sizes.ping_samples)
+    client = aioredis.Redis.from_url(url)
+    try:
         ops, note = await asyncio.to_thread(_redis_benchmark_set, url, sizes.benchmark_requests)
         await client.flushall()
         await client.config_resetstat()
@@ -195,6 +205,10 @@ async def measure_floor(url: str, sizes: Sizes) -> Floor:
         set_ops_per_s=ops,
         set_note=note,
     )
+
+
+async def _ping(client: aioredis.Redis) -> None:
+    await cast(Awaitable[bool], client.ping())
 
 
 def _redis_benchmark_set(url: str, requests: int) -> tuple[float | None, str]:
@@ -228,6 +242,8 @@ class Row:
     def value_text(self) -> str:
         if self.value is None:
             return "n/a"
+        if not self.unit and abs(self.value) < 1:  # a fraction
+            return f"{self.value:.3f}"
         if self.unit in ("jobs/s", "ops/s", "bytes", "B/job", "KiB") or abs(self.value) >= 1000:
             text = f"{self.value:,.0f}"
         elif abs(self.value) >= 100:

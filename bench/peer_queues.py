@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import redis
 
@@ -278,7 +278,7 @@ def _warm_up(
     for i in range(20):
         enqueuer.enqueue(-1 - i)
     deadline = time.monotonic() + 60
-    while records.llen(RECORDS) < 20:
+    while _count(records) < 20:
         _check_alive(procs, log)
         if time.monotonic() > deadline:
             raise PeerError(f"warm-up jobs did not run within 60 s: {_tail(log)}")
@@ -293,7 +293,7 @@ def _latency(ctx: Context, enqueuer: Enqueuer, records: redis.Redis) -> dict[str
         t0 = time.monotonic()
         enqueuer.enqueue(i)
         while True:
-            item = records.blpop([RECORDS], timeout=30)
+            item = cast(tuple[bytes, bytes] | None, records.blpop([RECORDS], timeout=30))
             if item is None:
                 raise PeerError(f"job {i} did not start within 30 s")
             job_id, started = item[1].decode().split()
@@ -312,13 +312,21 @@ def _throughput(ctx: Context, enqueuer: Enqueuer, records: redis.Redis) -> dict[
         enqueuer.enqueue(100_000 + i)
     enqueue_s = time.monotonic() - t0
     deadline = time.monotonic() + 300
-    while (done := records.llen(RECORDS)) < n:
+    while (done := _count(records)) < n:
         if time.monotonic() > deadline:
             raise PeerError(f"only {done} of {n} jobs ran within 300 s")
         time.sleep(0.02)
-    ends = [float(raw.split()[1]) for raw in records.lrange(RECORDS, 0, -1)]
+    ends = [float(raw.split()[1]) for raw in _all(records)]
     elapsed = max(ends) - t0
     return {"jobs": n, "enqueue_s": enqueue_s, "elapsed_s": elapsed, "jobs_per_s": n / elapsed}
+
+
+def _count(records: redis.Redis) -> int:
+    return cast(int, records.llen(RECORDS))
+
+
+def _all(records: redis.Redis) -> list[bytes]:
+    return cast(list[bytes], records.lrange(RECORDS, 0, -1))
 
 
 def _check_alive(procs: list[subprocess.Popen[bytes]], log: Path) -> None:

@@ -43,7 +43,7 @@ def evaluate(results: dict[str, Result], sizes_note: str) -> list[Target]:
             f"dispatch→started {pct}",
             f"≤ {limit} PING RTTs",
             value("dispatch", pct, rtt=True),
-            lambda v, lim=limit: v <= lim,
+            at_most(limit),
             "{:.1f} RTTs".format,
         )
 
@@ -85,14 +85,14 @@ def evaluate(results: dict[str, Result], sizes_note: str) -> list[Target]:
             f"rebalance ({what}): keys moved",
             "≤ 1.3 x ideal (1/9)",
             value("rebalance", f"{what}_moved"),
-            lambda v: v <= 1.3 / 9,
+            at_most(1.3 / 9),
             lambda v: f"{v:.3f} = {v * 9:.2f} x ideal",
         )
         check(
             f"rebalance ({what}): settled",
             f"≤ 2 s ({sizes_note})",
             value("rebalance", f"{what}_settled"),
-            lambda v: v <= 2,
+            at_most(2),
             "{:.2f} s".format,
         )
 
@@ -100,31 +100,35 @@ def evaluate(results: dict[str, Result], sizes_note: str) -> list[Target]:
         "Redis commands per dispatch",
         "≤ 10 (commandstats)",
         value("cost", "commands_per_dispatch"),
-        lambda v: v <= 10,
+        at_most(10),
         "{:.1f}".format,
     )
     check(
         "round trips, dispatching side",
         "≤ 3",
         value("cost", "round_trips_per_dispatch"),
-        lambda v: v <= 3,
+        at_most(3),
         "{:.2f}".format,
     )
     check(
         "idle worker",
         "≤ 2 commands/s",
         value("cost", "idle_commands_per_s"),
-        lambda v: v <= 2,
+        at_most(2),
         "{:.2f} commands/s".format,
     )
     check(
         "Redis memory per job",
         "≤ 300 bytes + payload",
         value("cost", "bytes_per_job"),
-        lambda v: v <= 300,
+        at_most(300),
         "{:.0f} bytes (empty payload)".format,
     )
     return out
+
+
+def at_most(limit: float) -> Callable[[float], bool]:
+    return lambda v: v <= limit
 
 
 def _status(ok: bool) -> str:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,7 +49,14 @@ async def worker(url: str, name: str) -> None:
     node = await redpool.add_node(POOL, url, worker_ttl=2.0, ack_grace_period=2.0)
     await node.add_worker(PrintingHandler(name))
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    # stdin closes when the parent dies: leave then too, rather than linger as an orphan.
+    def watch_parent() -> None:
+        sys.stdin.read()
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=watch_parent, daemon=True).start()
     print("ready", flush=True)
     # A pool shutdown comes from another process: poll for it.
     while not (stop.is_set() or node.is_shutdown()):  # noqa: ASYNC110

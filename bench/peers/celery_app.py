@@ -12,6 +12,6 @@ from .record import record
 app = Celery("bench", broker=os.environ["BENCH_BROKER_URL"])
 
 
-@app.task
+@app.task  # type: ignore[untyped-decorator]
 def trivial(job_id: int) -> None:
     record(job_id)

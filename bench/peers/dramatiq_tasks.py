@@ -10,7 +10,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from .record import record
 
-broker = RedisBroker(url=os.environ["BENCH_BROKER_URL"])
+broker = RedisBroker(url=os.environ["BENCH_BROKER_URL"])  # type: ignore[no-untyped-call]
 dramatiq.set_broker(broker)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Awaitable
+from typing import cast
 
 import redis
 import redis.asyncio as aioredis
@@ -30,4 +32,4 @@ def record(job_id: int) -> None:
 
 async def record_async(job_id: int) -> None:
     now = time.monotonic()
-    await _async_client().rpush(RECORDS, f"{job_id} {now!r}")
+    await cast(Awaitable[int], _async_client().rpush(RECORDS, f"{job_id} {now!r}"))
