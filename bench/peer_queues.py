@@ -47,6 +47,7 @@ class Peer:
     db: int
     module: str
     note: str  # what dominates its latency, from its documented defaults
+    poll_s: float = 0.01  # its poll interval: the longest pause between sequential jobs
 
     def worker_commands(self, bin_dir: Path, url: str) -> list[list[str]]:
         tag = uuid.uuid4().hex[:6]
@@ -84,7 +85,7 @@ class Peer:
 
 PEERS = [
     Peer("RQ", "rq", 1, "bench.peers.rq_tasks", "default Worker forks a work horse per job"),
-    Peer("arq", "arq", 2, "bench.peers.arq_worker", "polls every 0.5 s (poll_delay)"),
+    Peer("arq", "arq", 2, "bench.peers.arq_worker", "polls every 0.5 s (poll_delay)", 0.5),
     Peer(
         "Celery",
         "celery",
@@ -250,7 +251,7 @@ def _run_peer(ctx: Context, peer: Peer) -> dict[str, Any]:
                 )
         enqueuer = peer.enqueuer(module, url)
         _warm_up(enqueuer, records, procs, log)
-        latency = _latency(ctx, enqueuer, records)
+        latency = _latency(ctx, peer, enqueuer, records)
         throughput = _throughput(ctx, enqueuer, records)
         _check_alive(procs, log)
     finally:
@@ -265,6 +266,7 @@ def _run_peer(ctx: Context, peer: Peer) -> dict[str, Any]:
         "version": ver,
         "worker_commands": [" ".join(c) for c in peer.worker_commands(bin_dir, url)],
         "latency": latency,
+        "latency_pause_max_s": peer.poll_s,
         "throughput": throughput,
         "note": peer.note,
     }
@@ -287,7 +289,11 @@ def _warm_up(
     records.delete(RECORDS)
 
 
-def _latency(ctx: Context, enqueuer: Enqueuer, records: redis.Redis) -> dict[str, float]:
+def _latency(
+    ctx: Context, peer: Peer, enqueuer: Enqueuer, records: redis.Redis
+) -> dict[str, float]:
+    """Sequential jobs: enqueue one, wait until its body ran, pause, repeat. The pause is random
+    over the peer's poll interval, so that enqueues do not lock onto the workers' poll phase."""
     samples = []
     for i in range(ctx.sizes.peer_latency_jobs):
         t0 = time.monotonic()
@@ -300,7 +306,7 @@ def _latency(ctx: Context, enqueuer: Enqueuer, records: redis.Redis) -> dict[str
             if int(job_id) == i:
                 break
         samples.append(float(started) - t0)
-        time.sleep(random.uniform(0, 0.01))  # do not lock onto a worker's poll phase
+        time.sleep(random.uniform(0, peer.poll_s))
     return summary_ms(samples)
 
 

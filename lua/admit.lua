@@ -33,7 +33,9 @@ for i = 5, #ARG, 4 do
     else
       redis.call('ZADD', PENDING, now + grace, key)
       redis.call('SADD', owned(target), key)
-      send(node_of(target), {'start', key, target, 1})
+      -- The first delivery carries what start() needs, so a worker that reads it promptly
+      -- may start without claiming (see InboxRouter); every later delivery is claimed.
+      send(node_of(target), {'start', key, target, 1, now, payload, node})
     end
   end
 end

@@ -2,7 +2,7 @@
 -- ARG: triples (key, worker, epoch).
 -- Returns one entry per triple: 0 (not claimable: withdrawn, moved, already claimed, or the
 --   pool is shutting down) or
---   {payload, created ms, attempts, dispatching node, 1 if notifications wait for it else 0}.
+--   {payload, created ms, attempts, dispatching node}.
 -- Invariant: an assignment (key, epoch) is claimed at most once, and never after it was
 -- withdrawn or moved; so start() runs at most once per assignment.
 local out = {}
@@ -13,7 +13,7 @@ for i = 1, #ARG, 3 do
   if rec and rec.w == worker and rec.e == epoch and rec.s == 'assigned' then
     rec.s = 'starting'
     save_job(key, rec)
-    out[#out + 1] = {rec.p, rec.c, rec.a, rec.d, redis.call('EXISTS', notes(key))}
+    out[#out + 1] = {rec.p, rec.c, rec.a, rec.d}
   else
     out[#out + 1] = 0
   end

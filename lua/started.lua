@@ -1,7 +1,9 @@
 -- started: a worker reports how start() went, for a batch of jobs.
 -- ARG: groups of 5 (key, worker, epoch, outcome, message); outcome is ok | error | requeue.
+-- The job may be 'assigned' (started on the fast path, unclaimed) or 'starting' (claimed).
 -- Returns one verdict per job:
 --   'run'     keep running (the record now says running);
+--   'notes'   keep running, and take the notifications that wait for it;
 --   'stop'    a stop was requested meanwhile: call stop(), then report stopped;
 --   'unowned' the assignment moved or the record is gone: call stop() locally, report nothing;
 --   'done'    start failed or was requeued: nothing runs, nothing to stop.
@@ -23,7 +25,7 @@ for i = 1, #ARG, 5 do
     else
       rec.s = 'running'
       redis.call('ZREM', PENDING, key)
-      out[#out + 1] = 'run'
+      if redis.call('EXISTS', notes(key)) == 1 then out[#out + 1] = 'notes' else out[#out + 1] = 'run' end
     end
     save_job(key, rec)
   elseif outcome == 'error' or rec.s == 'stopping' then

@@ -1,8 +1,9 @@
 -- stop: a caller asks for a job to stop.
 -- ARG: key, node (caller), request id.
 -- Returns {'notfound'} | {'stopped'} (already free) | {'pending'} (the owner will reply).
--- Invariant: a job nobody has claimed is removed at once (its start() never runs); a claimed
--- one is stopped by its owner, who frees the key (stopped.lua) after stop() returned.
+-- Invariant: a queued job (no owner) is removed at once and never starts; any other is
+-- stopped by its owner (who may be starting it already), who frees the key (stopped.lua)
+-- after stop() returned, or found nothing to stop.
 local key, node, req = ARG[1], ARG[2], tonumber(ARG[3])
 local rec = load_job(key)
 if rec == nil then return {'notfound'} end
@@ -10,7 +11,7 @@ if rec == false then
   delete_job(key, nil)
   return {'stopped'}
 end
-if rec.s == 'queued' or rec.s == 'assigned' then
+if rec.s == 'queued' then
   finish_stop(key, rec, 'job was stopped before it started')
   return {'stopped'}
 end

@@ -9,7 +9,8 @@ local name = ARG[1]
 local raw = redis.call('HGET', TICKERS, name)
 if not raw then return {'stopped'} end
 local ok, t = pcall(cmsgpack.unpack, raw)
-if not ok or type(t) ~= 'table' or type(t.s) ~= 'number' or type(t.i) ~= 'number' then
+if not ok or type(t) ~= 'table' or type(t.s) ~= 'number' or type(t.i) ~= 'number'
+    or type(t.k) ~= 'number' then
   return {'stopped'}
 end
 local now = now_ms()

@@ -1,4 +1,4 @@
-"""The caller's side of jobs: dispatch, stop and (later) notify, and the replies they wait
+"""The caller's side of jobs: dispatch, stop and notify, and the replies they wait
 for. Dispatches of one event-loop turn are admitted in one script call."""
 
 from __future__ import annotations

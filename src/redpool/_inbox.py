@@ -14,6 +14,7 @@ from ._codec import CorruptEntryError, Message, decode_message, text
 from ._dispatch import Dispatcher
 from ._keys import Keys
 from ._lease import Lease
+from ._options import Options
 from ._scripts import Scripts
 from ._types import Job, from_ms
 from ._worker import Worker
@@ -37,6 +38,7 @@ class InboxRouter:
         workers: Mapping[str, Worker],
         lease: Lease,
         dispatcher: Dispatcher,
+        options: Options,
         report_stopped: Callable[[str, str, int], Coroutine[Any, Any, None]],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         log: FilteringBoundLogger,
@@ -45,24 +47,22 @@ class InboxRouter:
         self._workers = workers
         self._lease = lease
         self._dispatcher = dispatcher
+        self._options = options
         self._report_stopped = report_stopped
         self._spawn = spawn
         self.log = log
 
     async def on_messages(self, messages: list[Message]) -> None:
-        starts: list[tuple[str, str, int]] = []
+        starts: list[Message] = []
         others: list[Message] = []
         for msg in messages:
             try:
-                if msg.kind == "start":
-                    starts.append(_job_ref(msg))
-                else:
-                    self._check_message(msg)
-                    others.append(msg)
+                self._check_message(msg)
+                (starts if msg.kind == "start" else others).append(msg)
             except (IndexError, ValueError, TypeError, CorruptEntryError) as exc:
                 self.log.warning("skipping malformed message", kind=msg.kind, error=repr(exc))
         if starts:
-            await self._claim(starts)
+            await self._start(starts)
         for msg in others:
             self._handle(msg)
 
@@ -71,6 +71,10 @@ class InboxRouter:
             int(msg.fields[0]), text(msg.fields[1]), text(msg.fields[2])
         elif msg.kind in ("stop", "notify"):
             _job_ref(msg)
+        elif msg.kind == "start":
+            _job_ref(msg)
+            if len(msg.fields) == 6:
+                int(msg.fields[3]), bytes(msg.fields[4]), text(msg.fields[5])
         elif msg.kind != "hello":
             raise ValueError(f"unknown message kind {msg.kind!r}")
 
@@ -89,16 +93,30 @@ class InboxRouter:
             if worker := self._workers.get(worker_id):
                 worker.notify(key, epoch)
 
-    async def _claim(self, starts: list[tuple[str, str, int]]) -> None:
-        wanted: dict[str, tuple[str, str, int]] = {}
-        for key, worker_id, epoch in starts:
+    async def _start(self, starts: list[Message]) -> None:
+        """Start what this node's workers were sent. A first delivery read promptly is started
+        at once (``Options.may_start_unclaimed``); every other one is claimed first, in one
+        script call for the batch, so a stale or repeated delivery never starts a job."""
+        to_claim: dict[str, tuple[str, str, int]] = {}
+        for msg in starts:
+            key, worker_id, epoch = _job_ref(msg)
             worker = self._workers.get(worker_id)
             if worker is None or not worker.accepting or worker.local_epoch(key) is not None:
                 continue
-            wanted[key] = (key, worker_id, epoch)
-        if not wanted or not self._lease.valid():
+            if not self._lease.valid():
+                return  # fenced: the records keep these starts for later deliveries
+            if len(msg.fields) == 6:
+                admitted_ms, payload, dispatcher = int(msg.fields[3]), msg.fields[4], msg.fields[5]
+                age_ms = self._lease.server_now_ms() - admitted_ms
+                if self._options.may_start_unclaimed(age_ms, self._lease.valid_for()):
+                    worker.begin_start(
+                        Job(key, bytes(payload), from_ms(admitted_ms), worker_id, text(dispatcher))
+                    )
+                    continue
+            to_claim[key] = (key, worker_id, epoch)
+        if not to_claim:
             return
-        items = list(wanted.values())
+        items = list(to_claim.values())
         for (key, worker_id, epoch), claimed in zip(
             items, await self._scripts.claim(items), strict=True
         ):
@@ -114,8 +132,7 @@ class InboxRouter:
                     node_id=claimed.dispatcher,
                     epoch=epoch,
                     attempt=claimed.attempts,
-                ),
-                claimed.has_notes,
+                )
             )
 
 
@@ -155,8 +172,10 @@ class InboxReader:
                     self._router.log.warning(
                         "skipping corrupt stream entry", stream=stream, id=entry_id, error=str(exc)
                     )
+            # Past these entries whatever happens next: a batch is never handled twice (a
+            # failure is repaired from the job records, not by reading it again).
+            self._cursors[stream] = entries[-1][0].decode()
             if stream == self._inbox:
                 await self._router.on_messages(decoded)
             else:
                 await self._on_events(decoded)
-            self._cursors[stream] = entries[-1][0].decode()

@@ -1,11 +1,13 @@
 """Leases and fencing: the heartbeat loop of a node.
 
 Each beat (heartbeat.lua) renews the node's and its workers' leases in Redis server time,
-reaps expired leases, and redelivers overdue starts. Locally the node tracks when its lease
-could run out for the others: a renewal sent at monotonic time ``t`` makes the lease valid
-until at least ``t + ttl`` on the server (the server stamps it later than ``t``), so starting to
-stop every job at ``t + fence_after`` leaves stop() the rest of the TTL to finish before any
-other worker can be handed one of them.
+reaps expired leases and redelivers overdue starts. It reaps only when the previous beat
+succeeded on schedule: after an outage the other nodes get one interval to renew first.
+
+Locally the node tracks when its lease could run out for the others: a renewal sent at
+monotonic time ``t`` makes the lease valid until at least ``t + ttl`` on the server (the
+server stamps it later than ``t``), so starting to stop every job at ``t + fence_after``
+leaves stop() the rest of the TTL to finish before any other worker can be handed one.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Lease:
         self._fence_at = 0.0
         self._fenced = False
         self._last_ok: float | None = None
+        self._server_offset_ms = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._fencing: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -56,6 +59,14 @@ class Lease:
     def valid(self) -> bool:
         """True while this node's jobs may run: the lease cannot have expired for others."""
         return not self._fenced and time.monotonic() < self._fence_at
+
+    def server_now_ms(self) -> float:
+        """The Redis server's clock now, estimated from the last beat (within its RTT)."""
+        return time.monotonic() * 1000 + self._server_offset_ms
+
+    def valid_for(self) -> float:
+        """Seconds this node's jobs may still run unless the lease is renewed."""
+        return 0.0 if self._fenced else max(0.0, self._fence_at - time.monotonic())
 
     @property
     def fenced(self) -> bool:
@@ -89,12 +100,17 @@ class Lease:
             ),
             timeout,
         )
+        received = time.monotonic()
         self._last_ok = sent
+        # The server stamped ``now_ms`` between send and receipt: take the midpoint.
+        self._server_offset_ms = beat.now_ms - (sent + received) * 500
         self._fence_at = sent + self._opts.fence_after
         self.close()
         self._timer = asyncio.get_running_loop().call_at(self._fence_at, self._fence)
-        if beat.next_expiry_ms >= 0:
+        if beat.next_expiry_ms >= 0 and on_schedule:
             self._next_expiry_in = max(0.005, (beat.next_expiry_ms - beat.now_ms) / 1000 + 0.005)
+        else:  # this beat did not reap: give the others a whole interval to renew first
+            self._next_expiry_in = self._opts.heartbeat_interval
         if self._fenced:
             self._fenced = False
             self._host.log.info("lease renewed again; resuming")

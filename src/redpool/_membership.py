@@ -56,7 +56,9 @@ class Membership:
             if status != "stale":
                 return
             await self.refresh()
-        self._log.info("membership kept changing; routing left to the next heartbeat")
+        self._log.info(
+            "membership kept changing; the heartbeat or the reconciler routes these later"
+        )
 
     async def rebalance(self, workers: Sequence[Worker]) -> None:
         """Hand each job whose ring owner changed to its new owner: stop() here first."""

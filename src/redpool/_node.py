@@ -78,6 +78,7 @@ class Node:
         self._reconciler = Reconciler(self, self._scripts, options)
         self._inbox: InboxReader | None = None
         self._fenced_jobs: list[tuple[str, int]] = []
+        self._fence_stops: asyncio.Future[list[None]] | None = None
         self._reader_client: aioredis.Redis | None = None
         self._tickers: list[Ticker] = []
         self._schedules: list[asyncio.Task[None]] = []
@@ -98,6 +99,7 @@ class Node:
             self._workers,
             self._lease,
             self._dispatcher,
+            self._opts,
             self.report_stopped,
             self._spawn,
             self.log,
@@ -186,7 +188,9 @@ class Node:
         self._check_full_node("tickers")
         name = check_name(name, "ticker name")
         await self._scripts.ticker(name, interval_ms(interval))
-        return Ticker(name, self._client, self._keys, self._scripts, self.log)
+        ticker = Ticker(name, self._client, self._keys, self._scripts, self.log)
+        self._tickers.append(ticker)  # closed with the node
+        return ticker
 
     async def schedule(self, producer: JobProducer, interval: float) -> None:
         """Run ``producer.plan()`` every ``interval`` seconds on one node of the pool (the
@@ -350,9 +354,13 @@ class Node:
             return  # renewed again before this task ran
         workers = list(self._workers.values())
         self._fenced_jobs = [job for w in workers for job in w.running_keys()]
-        await asyncio.gather(*(w.stop_all() for w in workers))
+        self._fence_stops = asyncio.gather(*(w.stop_all() for w in workers))
+        await self._fence_stops
 
     async def on_unfence(self) -> None:
+        if self._fence_stops is not None:
+            await self._fence_stops  # every stop() here returns before a job may move
+            self._fence_stops = None
         # The lease held, so the records still name these jobs' assignments (the epoch check
         # fails for any that moved meanwhile): route them again now, most likely back here.
         jobs, self._fenced_jobs = self._fenced_jobs, []

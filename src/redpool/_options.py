@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .errors import InvalidArgumentError
 
 MIB = 1024 * 1024
+FAST_START_MARGIN_MS = 250  # clock estimate error and scheduling slack
 
 
 def _positive(name: str, value: object) -> float:
@@ -58,6 +59,17 @@ class Options:
         again; the quarter TTL left is the time stop() handlers get before others may start
         the jobs."""
         return self.worker_ttl * 0.75
+
+    def may_start_unclaimed(self, age_ms: float, lease_left: float) -> bool:
+        """A first delivery read ``age_ms`` after admission may be started without a claim
+        when start() is bound to begin (within ``lease_left``, else the lease forbids it)
+        well before the dispatcher could withdraw the job (dispatch_timeout after admission),
+        and the message is fresh (under half the ack grace period, so not a redelivery)."""
+        latest_start_ms = age_ms + lease_left * 1000
+        return (
+            -FAST_START_MARGIN_MS < age_ms < self.grace_ms / 2
+            and latest_start_ms < self.dispatch_timeout * 1000 - FAST_START_MARGIN_MS
+        )
 
     @property
     def reconcile_interval(self) -> float:

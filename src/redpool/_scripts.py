@@ -55,7 +55,6 @@ class Claimed:
     created_ms: int
     attempts: int
     dispatcher: str
-    has_notes: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +132,8 @@ class Scripts:
             if item == 0:
                 out.append(None)
             else:
-                payload, created, attempts, dispatcher, notes = item
-                out.append(
-                    Claimed(bytes(payload), int(created), int(attempts), _s(dispatcher), notes == 1)
-                )
+                payload, created, attempts, dispatcher = item
+                out.append(Claimed(bytes(payload), int(created), int(attempts), _s(dispatcher)))
         return out
 
     async def heartbeat(

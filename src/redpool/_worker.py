@@ -38,7 +38,6 @@ class _Local:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     running: bool = False
     gone: bool = False
-    notes_waiting: bool = False
 
 
 class Worker:
@@ -80,10 +79,9 @@ class Worker:
     def running_keys(self) -> list[tuple[str, int]]:
         return [(k, v.job.epoch) for k, v in self._jobs.items() if not v.gone]
 
-    def begin_start(self, job: Job, notes_waiting: bool = False) -> None:
-        """Take a claimed job: register it now (so stops and rebalances see it) and start it;
-        then deliver the notifications that were sent before it started here."""
-        local = _Local(job, notes_waiting=notes_waiting)
+    def begin_start(self, job: Job) -> None:
+        """Take a job: register it now (so stops and rebalances see it) and start it."""
+        local = _Local(job)
         local.job = replace(job, _owned=lambda: not local.gone and self._host.lease_valid())
         self._jobs[job.key] = local
         self._spawn(self._start(local))
@@ -146,6 +144,9 @@ class Worker:
         async with local.lock:
             if local.gone:
                 return
+            if not self._host.lease_valid():
+                self._forget(local)  # fenced before start(): its record has it delivered again
+                return
             outcome, message = "ok", ""
             try:
                 await call_maybe_async(self.handler.start, job)
@@ -159,9 +160,9 @@ class Worker:
             verdict = await self._host.report_started(job.key, self.id, job.epoch, outcome, message)
             if outcome != "ok":
                 return
-            if verdict == "run":
+            if verdict in ("run", "notes"):
                 local.running = True
-                if local.notes_waiting:
+                if verdict == "notes":
                     await self._deliver_notes_locked(local)
             else:
                 await self._stop_locked(local, report=verdict == "stop")

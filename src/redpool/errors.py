@@ -1,4 +1,5 @@
-"""redpool's exceptions: every one is a :class:`PoolError`."""
+"""redpool's exceptions: every error is a :class:`PoolError`; ``Requeue`` and ``ScheduleStop``
+are signals that user code raises, not errors."""
 
 from __future__ import annotations
 
