@@ -23,6 +23,7 @@ async def main(url: str) -> None:
     ticks: list[str] = []
     await asyncio.gather(consume(a, "node a", ticks), consume(b, "node b", ticks))
     print("\n".join(ticks[:6]))
+    await b.close()
     await a.shutdown()
 
 
