@@ -51,6 +51,7 @@ async def worker(url: str, name: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+
     # stdin closes when the parent dies: leave then too, rather than linger as an orphan.
     def watch_parent() -> None:
         sys.stdin.read()
