@@ -226,7 +226,7 @@ def _run_peer(ctx: Context, peer: Peer) -> dict[str, Any]:
         ver = version(peer.dist)
     except PackageNotFoundError:
         raise PeerError(f"{peer.dist} is not installed (pip install -e '.[bench]')") from None
-    bin_dir = _bin_dir()
+    commands = peer.worker_commands(_bin_dir(), ctx.url(peer.db))
     url, record_url = ctx.url(peer.db), ctx.url(RECORD_DB)
     broker = redis.Redis.from_url(url)
     records = redis.Redis.from_url(record_url)
@@ -241,7 +241,7 @@ def _run_peer(ctx: Context, peer: Peer) -> dict[str, Any]:
     enqueuer: Enqueuer | None = None
     try:
         with log.open("ab") as out:
-            for cmd in peer.worker_commands(bin_dir, url):
+            for cmd in commands:
                 if not Path(cmd[0]).exists():
                     raise PeerError(f"{cmd[0]} not found")
                 procs.append(
@@ -264,7 +264,7 @@ def _run_peer(ctx: Context, peer: Peer) -> dict[str, Any]:
         records.close()
     return {
         "version": ver,
-        "worker_commands": [" ".join(c) for c in peer.worker_commands(bin_dir, url)],
+        "worker_commands": [" ".join(c) for c in commands],
         "latency": latency,
         "latency_pause_max_s": peer.poll_s,
         "throughput": throughput,

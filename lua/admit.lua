@@ -1,6 +1,7 @@
 -- admit: singleton admission of a batch of jobs, pool-wide, in one step.
 -- ARG: node (dispatcher), membership version the caller routed with, ack grace ms,
---      max queued jobs, then groups of 4 (key, payload, request id, target worker or '').
+--      max queued jobs, then groups of 5 (key, payload, request id, target worker or '',
+--      ms until the dispatcher withdraws the job if it has not started).
 -- Returns {'shutdown'} | {'stale', current version} | {'ok', {status per job}} where a status
 --   is 'ok' | 'exists' | 'full'.
 -- Invariant: at most one record per key; records are created only when the caller's ring is
@@ -14,8 +15,9 @@ if (meta[1] or '0') ~= version then return {'stale', meta[1] or '0'} end
 local now = now_ms()
 local queued = redis.call('ZCARD', PENDING)
 local out = {}
-for i = 5, #ARG, 4 do
+for i = 5, #ARG, 5 do
   local key, payload, req, target = ARG[i], ARG[i + 1], tonumber(ARG[i + 2]), ARG[i + 3]
+  local withdraw_at = now + tonumber(ARG[i + 4])
   local state = 'assigned'
   if target == '' then state = 'queued' end
   local rec = {p = payload, c = now, d = node, r = req, w = target, s = state, e = 1, a = 0}
@@ -33,9 +35,10 @@ for i = 5, #ARG, 4 do
     else
       redis.call('ZADD', PENDING, now + grace, key)
       redis.call('SADD', owned(target), key)
-      -- The first delivery carries what start() needs, so a worker that reads it promptly
-      -- may start without claiming (see InboxRouter); every later delivery is claimed.
-      send(node_of(target), {'start', key, target, 1, now, payload, node})
+      -- The first delivery carries what start() needs and when the dispatcher would withdraw
+      -- the job, so a worker sure to start it before then may skip the claim (InboxRouter);
+      -- every later delivery is claimed.
+      send(node_of(target), {'start', key, target, 1, withdraw_at, payload, node, now})
     end
   end
 end

@@ -2,7 +2,8 @@
 -- ARG: key, node (dispatcher), request id.
 -- Returns {'started'} (it did start, the reply was missed) | {'withdrawn'} | {'gone'}.
 -- Invariant: after 'withdrawn', start() is never called for this dispatch; a start already
--- under way (claimed) is followed by stop().
+-- under way (claimed, or on the owner's fast path) is followed by stop(), and the key is
+-- freed only once the owner confirmed it (stopped.lua), so no later job of this key overlaps.
 local key, node, req = ARG[1], ARG[2], tonumber(ARG[3])
 local rec = load_job(key)
 if not rec or rec.d ~= node then return {'gone'} end
@@ -12,9 +13,9 @@ if rec.r == nil then
 end
 if rec.r ~= req then return {'gone'} end
 rec.r = nil
-if rec.s == 'queued' or rec.s == 'assigned' then
+if rec.s == 'queued' then
   finish_stop(key, rec, 'withdrawn')
-elseif rec.s == 'starting' then
+elseif rec.s == 'assigned' or rec.s == 'starting' then
   rec.s = 'stopping'
   send(node_of(rec.w), {'stop', key, rec.w, rec.e})
   save_job(key, rec)

@@ -110,3 +110,31 @@ async def test_timeout_during_a_slow_start_stops_the_job_after_it_started(make_n
 
 async def _empty(node: redpool.Node) -> bool:
     return await node.job_keys() == []
+
+
+async def test_a_withdrawn_fast_started_job_is_stopped_before_its_key_is_free(make_node):
+    # ack grace 0.6 s: the dispatcher withdraws after 1.2 s, after the latest moment (lease
+    # left 0.75 s + margin) the worker could begin start() unclaimed: so it takes the fast path.
+    node = await make_node(ack_grace_period=0.6)
+    handler = Recorder()
+    handler.gate = asyncio.Event()
+    await node.add_worker(handler)
+    with pytest.raises(redpool.DispatchTimeoutError):
+        await node.dispatch_job("k")
+    with pytest.raises(redpool.JobExistsError):
+        await node.dispatch_job("k")  # not free while its start() may still run
+    handler.gate.set()
+    await eventually(lambda: handler.stopped == ["k"], what="stopped after the late start")
+    await eventually(lambda: _empty(node), what="key freed")
+    await node.dispatch_job("k")
+    assert handler.started == ["k", "k"]
+
+
+def test_the_fast_path_only_when_start_must_begin_before_the_withdrawal():
+    from redpool._options import Options
+
+    options = Options()
+    now = 1_000_000.0
+    assert options.may_start_unclaimed(now, int(now + 40_000), lease_left=7.5)
+    assert not options.may_start_unclaimed(now, int(now + 7_600), lease_left=7.5)
+    assert not options.may_start_unclaimed(now, int(now - 1), lease_left=0.0)

@@ -26,7 +26,11 @@ from .errors import (
     StopTimeoutError,
 )
 
-_Admit = tuple[str, bytes, int]
+_Admit = tuple[str, bytes, int, float]  # key, payload, request, deadline (monotonic)
+
+
+def _ms_until(deadline: float) -> int:
+    return max(0, int((deadline - time.monotonic()) * 1000))
 
 
 class Dispatcher:
@@ -115,7 +119,9 @@ class Dispatcher:
 
     async def _admit(self, key: str, payload: bytes, request: int, deadline: float) -> None:
         status = await retry_transient(
-            lambda: self._admits.submit((key, payload, request)), deadline, f"dispatching {key!r}"
+            lambda: self._admits.submit((key, payload, request, deadline)),
+            deadline,
+            f"dispatching {key!r}",
         )
         if status == "exists":
             raise JobExistsError(key)
@@ -135,7 +141,10 @@ class Dispatcher:
                 ring.version,
                 self._opts.grace_ms,
                 self._opts.max_queued_jobs,
-                [(key, payload, request, ring.route(key)) for key, payload, request in jobs],
+                [
+                    (key, payload, request, ring.route(key), _ms_until(deadline))
+                    for key, payload, request, deadline in jobs
+                ],
             )
             if status == "ok":
                 return results

@@ -28,9 +28,9 @@ def _job_ref(msg: Message) -> tuple[str, str, int]:
 
 
 class InboxRouter:
-    """Where each inbox message goes: starts are claimed (one script call per read) and
-    handed to their workers; stops and notifications to the worker named; replies to the
-    dispatcher waiting for them."""
+    """Where each inbox message goes: starts to their workers (claimed first, in one script
+    call per read, unless the fast path applies: see _start); stops and notifications to the
+    worker named; replies to the dispatcher waiting for them."""
 
     def __init__(
         self,
@@ -73,8 +73,8 @@ class InboxRouter:
             _job_ref(msg)
         elif msg.kind == "start":
             _job_ref(msg)
-            if len(msg.fields) == 6:
-                int(msg.fields[3]), bytes(msg.fields[4]), text(msg.fields[5])
+            if len(msg.fields) == 7:
+                int(msg.fields[3]), bytes(msg.fields[4]), text(msg.fields[5]), int(msg.fields[6])
         elif msg.kind != "hello":
             raise ValueError(f"unknown message kind {msg.kind!r}")
 
@@ -105,12 +105,13 @@ class InboxRouter:
                 continue
             if not self._lease.valid():
                 return  # fenced: the records keep these starts for later deliveries
-            if len(msg.fields) == 6:
-                admitted_ms, payload, dispatcher = int(msg.fields[3]), msg.fields[4], msg.fields[5]
-                age_ms = self._lease.server_now_ms() - admitted_ms
-                if self._options.may_start_unclaimed(age_ms, self._lease.valid_for()):
+            if len(msg.fields) == 7:
+                withdraw_at, payload = int(msg.fields[3]), bytes(msg.fields[4])
+                dispatcher, admitted_ms = text(msg.fields[5]), int(msg.fields[6])
+                now = self._lease.server_now_ms()
+                if self._options.may_start_unclaimed(now, withdraw_at, self._lease.valid_for()):
                     worker.begin_start(
-                        Job(key, bytes(payload), from_ms(admitted_ms), worker_id, text(dispatcher))
+                        Job(key, payload, from_ms(admitted_ms), worker_id, dispatcher)
                     )
                     continue
             to_claim[key] = (key, worker_id, epoch)
@@ -157,7 +158,7 @@ class InboxReader:
 
     @property
     def inbox_cursor(self) -> str:
-        """The last inbox entry handled: everything up to it may be trimmed."""
+        """The last inbox entry read (and handed on): everything up to it may be trimmed."""
         return str(self._cursors[self._inbox])
 
     async def step(self) -> None:

@@ -60,16 +60,14 @@ class Options:
         the jobs."""
         return self.worker_ttl * 0.75
 
-    def may_start_unclaimed(self, age_ms: float, lease_left: float) -> bool:
-        """A first delivery read ``age_ms`` after admission may be started without a claim
-        when start() is bound to begin (within ``lease_left``, else the lease forbids it)
-        well before the dispatcher could withdraw the job (dispatch_timeout after admission),
-        and the message is fresh (under half the ack grace period, so not a redelivery)."""
-        latest_start_ms = age_ms + lease_left * 1000
-        return (
-            -FAST_START_MARGIN_MS < age_ms < self.grace_ms / 2
-            and latest_start_ms < self.dispatch_timeout * 1000 - FAST_START_MARGIN_MS
-        )
+    def may_start_unclaimed(
+        self, server_now_ms: float, withdraw_at_ms: int, lease_left: float
+    ) -> bool:
+        """A first delivery may be started without a claim when start() is bound to begin
+        (within ``lease_left`` seconds, or the lease forbids it) before the dispatcher could
+        withdraw the job, with a margin for the estimate of the server's clock."""
+        latest_start_ms = server_now_ms + lease_left * 1000 + FAST_START_MARGIN_MS
+        return latest_start_ms < withdraw_at_ms
 
     @property
     def reconcile_interval(self) -> float:

@@ -102,12 +102,13 @@ class Scripts:
         version: str,
         grace_ms: int,
         max_queued: int,
-        jobs: Sequence[tuple[str, bytes, int, str]],
+        jobs: Sequence[tuple[str, bytes, int, str, int]],
     ) -> tuple[str, list[str]]:
-        """('ok', status per job) | ('stale', [version]) | ('shutdown', [])."""
+        """('ok', status per job) | ('stale', [version]) | ('shutdown', []). A job is (key,
+        payload, request, target worker, ms until the dispatcher would withdraw it)."""
         args: list[str | int | bytes] = [node, version, grace_ms, max_queued]
-        for key, payload, request, target in jobs:
-            args += [key, payload, request, target]
+        for job in jobs:
+            args += job
         res = await self._run("admit", args)
         status = _s(res[0])
         if status == "ok":
