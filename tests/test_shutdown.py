@@ -52,3 +52,25 @@ async def test_shutdown_waits_for_other_nodes_to_finish_stopping(make_node, pool
     await eventually(other.is_shutdown, what="other node shut down")
     with pytest.raises(redpool.PoolShuttingDownError):
         await other.dispatch_job("x")
+
+
+async def test_close_waits_for_a_shutdown_leave_already_under_way(make_node):
+    initiator = await make_node()
+    other = await make_node()
+    stopped: list[str] = []
+
+    class SlowStop:
+        async def start(self, job: redpool.Job) -> None:
+            pass
+
+        async def stop(self, key: str) -> None:
+            await asyncio.sleep(0.3)
+            stopped.append(key)
+
+    await other.add_worker(SlowStop())
+    await initiator.dispatch_job("slow")
+    shutting = asyncio.create_task(initiator.shutdown())
+    await eventually(other.is_shutdown, what="the other node heard of the shutdown")
+    await other.close()  # the README's pattern: wait for is_shutdown(), close(), exit
+    assert stopped == ["slow"], "close() returned before the node had stopped its jobs"
+    await shutting

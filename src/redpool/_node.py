@@ -79,6 +79,7 @@ class Node:
         self._inbox: InboxReader | None = None
         self._fenced_jobs: list[tuple[str, int]] = []
         self._fence_stops: asyncio.Future[list[None]] | None = None
+        self._left = asyncio.Event()  # set once _close() has finished
         self._reader_client: aioredis.Redis | None = None
         self._tickers: list[Ticker] = []
         self._schedules: list[asyncio.Task[None]] = []
@@ -240,10 +241,11 @@ class Node:
 
     async def close(self) -> None:
         """Leave the pool: this node's jobs move to workers on other nodes (stop() runs here
-        first). Other nodes keep running."""
-        if self._closed:
-            return
-        await self._close(PoolClosedError("the node was closed"))
+        first). Other nodes keep running. Returns once the node has left, also when a pool
+        shutdown had already begun to take it out."""
+        if not self._closed:
+            await self._close(PoolClosedError("the node was closed"))
+        await self._left.wait()
 
     async def shutdown(self) -> None:
         """Shut the whole pool down: every node stops its jobs and leaves; returns when all
@@ -432,6 +434,12 @@ class Node:
         self, reason: PoolError, release: bool = True, release_client: bool = True
     ) -> None:
         self._closed = True
+        try:
+            await self._leave(reason, release, release_client)
+        finally:
+            self._left.set()
+
+    async def _leave(self, reason: PoolError, release: bool, release_client: bool) -> None:
         for worker in list(self._workers.values()):
             if release:
                 try:
