@@ -2,35 +2,38 @@
 -- inbox and redelivers overdue starts. Every node runs it a few times per worker TTL.
 -- ARG: node, ttl ms, ack grace ms, inbox trim id ('' for none), route limit, reap (1 or 0:
 --      0 when the caller's previous beat failed: after an outage every node first renews, so
---      nobody is reaped for an outage that kept everyone from renewing), own worker ids...
--- Returns {now ms, missing own workers, earliest lease expiry ms (or -1), version, shutdown
---   (0/1), routable (flat key, epoch pairs), corrupt job keys}.
+--      nobody is reaped for an outage that kept everyone from renewing), meta (1: also read
+--      the membership version and the shutdown flag, which the event stream announces too),
+--      own worker ids...
+-- Returns {now ms, missing own workers, earliest lease expiry ms (or -1), version ('' when
+--   not read), shutdown (0/1), routable (flat key, epoch pairs), corrupt job keys}.
 -- Invariants: a lease is renewed only while it exists, so a worker reaped as dead learns it
 -- (it is listed as missing) instead of coming back to life; a dead worker's jobs are released
 -- in the same step that removes it, exactly once; starts are redelivered only to their current,
 -- live owner (a job moves to another worker only once its owner is dead or has let it go).
 local node, ttl, grace, trim, limit = ARG[1], tonumber(ARG[2]), tonumber(ARG[3]), ARG[4], tonumber(ARG[5])
-local may_reap = ARG[6] == '1'
+local may_reap, read_meta = ARG[6] == '1', ARG[7] == '1'
 local now = now_ms()
 
--- Renew.
-local ids = {node}
-for i = 7, #ARG do ids[#ids + 1] = ARG[i] end
-local scores = redis.call('ZMSCORE', LEASES, unpack(ids))
-local renew, missing = {}, {}
-for i, id in ipairs(ids) do
-  if scores[i] or i == 1 then
-    renew[#renew + 1] = now + ttl
-    renew[#renew + 1] = id
-  else
-    missing[#missing + 1] = id
+-- Renew (XX: only leases that still exist; CH counts them).
+local ids, renew = {node}, {now + ttl, node}
+for i = 8, #ARG do
+  ids[#ids + 1] = ARG[i]
+  renew[#renew + 1] = now + ttl
+  renew[#renew + 1] = ARG[i]
+end
+local missing = {}
+if redis.call('ZADD', LEASES, 'XX', 'CH', unpack(renew)) < #ids then
+  local scores = redis.call('ZMSCORE', LEASES, unpack(ids))
+  for i = 2, #ids do
+    if not scores[i] then missing[#missing + 1] = ids[i] end
+  end
+  if not scores[1] then
+    -- First beat, or this node was reaped while unreachable: (re)create its lease and inbox.
+    redis.call('ZADD', LEASES, now + ttl, node)
+    redis.call('XADD', inbox(node), '*', 'm', cmsgpack.pack({'hello'}))
   end
 end
-if not scores[1] then
-  -- First beat, or this node was reaped while unreachable: (re)create its inbox.
-  redis.call('XADD', inbox(node), '*', 'm', cmsgpack.pack({'hello'}))
-end
-redis.call('ZADD', LEASES, unpack(renew))
 
 -- Reap.
 local first = redis.call('ZRANGE', LEASES, 0, 0, 'WITHSCORES')
@@ -76,7 +79,10 @@ if due[2] and tonumber(due[2]) <= now then
   end
 end
 
-local meta = redis.call('HMGET', META, 'version', 'shutdown')
-local shutdown = 0
-if meta[2] then shutdown = 1 end
-return {now, missing, tonumber(first[2] or -1), meta[1] or '0', shutdown, routable, corrupt}
+local version, shutdown = '', 0
+if read_meta then
+  local meta = redis.call('HMGET', META, 'version', 'shutdown')
+  version = meta[1] or '0'
+  if meta[2] then shutdown = 1 end
+end
+return {now, missing, tonumber(first[2] or -1), version, shutdown, routable, corrupt}

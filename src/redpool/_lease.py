@@ -23,6 +23,9 @@ from ._scripts import Beat, Scripts
 from ._tasks import wait_or_timeout, within
 
 ROUTE_LIMIT = 500
+# Membership and shutdown are announced on the event stream; every third beat (once per TTL)
+# reads them from Redis too, so a missed event is made up within a TTL.
+META_EVERY = 3
 
 
 class LeaseHost(Protocol):
@@ -51,6 +54,7 @@ class Lease:
         self._fenced = False
         self._last_ok: float | None = None
         self._server_offset_ms = 0.0
+        self._beats = 0
         self._timer: asyncio.TimerHandle | None = None
         self._fencing: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -97,10 +101,12 @@ class Lease:
                 self._host.inbox_trim_id(),
                 ROUTE_LIMIT,
                 on_schedule,
+                self._beats % META_EVERY == 0,
             ),
             timeout,
         )
         received = time.monotonic()
+        self._beats += 1
         self._last_ok = sent
         # The server stamped ``now_ms`` between send and receipt: take the midpoint.
         self._server_offset_ms = beat.now_ms - (sent + received) * 500

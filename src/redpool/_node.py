@@ -338,7 +338,7 @@ class Node:
     async def on_beat(self, beat: Beat) -> None:
         if beat.missing:
             await self._rejoin(beat.missing)
-        if beat.version != self._members.ring.version:
+        if beat.version and beat.version != self._members.ring.version:
             await self._refresh_ring()
         if beat.shutdown and not self._shutdown:
             self._spawn(self._leave_for_shutdown())

@@ -62,7 +62,7 @@ class Beat:
     now_ms: int
     missing: list[str]
     next_expiry_ms: int
-    version: str
+    version: str  # '' on beats that did not read it
     shutdown: bool
     routable: list[tuple[str, int]]
     corrupt: list[str]
@@ -146,9 +146,19 @@ class Scripts:
         trim: str,
         route_limit: int,
         may_reap: bool,
+        read_meta: bool,
     ) -> Beat:
+        args: list[str | int | bytes] = [
+            node,
+            ttl_ms,
+            grace_ms,
+            trim,
+            route_limit,
+            int(may_reap),
+            int(read_meta),
+        ]
         now, missing, expiry, version, shutdown, routable, corrupt = await self._run(
-            "heartbeat", [node, ttl_ms, grace_ms, trim, route_limit, int(may_reap), *workers]
+            "heartbeat", [*args, *workers]
         )
         pairs = [(_s(routable[i]), int(routable[i + 1])) for i in range(0, len(routable), 2)]
         return Beat(
