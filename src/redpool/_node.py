@@ -80,6 +80,7 @@ class Node:
         self._fenced_jobs: list[tuple[str, int]] = []
         self._fence_stops: asyncio.Future[list[None]] | None = None
         self._left = asyncio.Event()  # set once _close() has finished
+        self._trimmed = ""  # inbox cursor passed to the last heartbeat's trim
         self._reader_client: aioredis.Redis | None = None
         self._tickers: list[Ticker] = []
         self._schedules: list[asyncio.Task[None]] = []
@@ -299,7 +300,12 @@ class Node:
         return [w for w in self._workers.values() if w.accepting]
 
     def inbox_trim_id(self) -> str:
-        return self._inbox.inbox_cursor if self._inbox else ""
+        """The cursor, when it moved since the last trim ('' means nothing to trim)."""
+        cursor = self._inbox.inbox_cursor if self._inbox else ""
+        if cursor == self._trimmed:
+            return ""
+        self._trimmed = cursor
+        return cursor
 
     async def report_started(
         self, key: str, worker: str, epoch: int, outcome: str, message: str
