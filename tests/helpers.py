@@ -52,3 +52,17 @@ class Recorder:
 
     async def handle_notification(self, key: str, payload: bytes) -> None:
         self.notifications.append((key, payload))
+
+
+class SlowStop:
+    """A handler whose stop() takes 0.3 s, as real jobs take time to wind down."""
+
+    def __init__(self) -> None:
+        self.stopped: list[str] = []
+
+    async def start(self, job: redpool.Job) -> None:
+        pass
+
+    async def stop(self, key: str) -> None:
+        await asyncio.sleep(0.3)
+        self.stopped.append(key)

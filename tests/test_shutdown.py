@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import redpool
-from tests.helpers import eventually
+from tests.helpers import SlowStop, eventually
 from tests.procs import read_history, running_now
 
 
@@ -35,20 +35,11 @@ async def test_shutdown_stops_every_job_on_every_node_and_deletes_the_pool(
 async def test_shutdown_waits_for_other_nodes_to_finish_stopping(make_node, pool_name):
     node = await make_node()
     other = await make_node()
-    stopped: list[str] = []
-
-    class SlowStop:
-        async def start(self, job: redpool.Job) -> None:
-            pass
-
-        async def stop(self, key: str) -> None:
-            await asyncio.sleep(0.3)
-            stopped.append(key)
-
-    await other.add_worker(SlowStop())
+    handler = SlowStop()
+    await other.add_worker(handler)
     await node.dispatch_job("slow")
     await node.shutdown()
-    assert stopped == ["slow"]
+    assert handler.stopped == ["slow"]
     await eventually(other.is_shutdown, what="other node shut down")
     with pytest.raises(redpool.PoolShuttingDownError):
         await other.dispatch_job("x")
@@ -57,20 +48,11 @@ async def test_shutdown_waits_for_other_nodes_to_finish_stopping(make_node, pool
 async def test_close_waits_for_a_shutdown_leave_already_under_way(make_node):
     initiator = await make_node()
     other = await make_node()
-    stopped: list[str] = []
-
-    class SlowStop:
-        async def start(self, job: redpool.Job) -> None:
-            pass
-
-        async def stop(self, key: str) -> None:
-            await asyncio.sleep(0.3)
-            stopped.append(key)
-
-    await other.add_worker(SlowStop())
+    handler = SlowStop()
+    await other.add_worker(handler)
     await initiator.dispatch_job("slow")
     shutting = asyncio.create_task(initiator.shutdown())
     await eventually(other.is_shutdown, what="the other node heard of the shutdown")
     await other.close()  # the README's pattern: wait for is_shutdown(), close(), exit
-    assert stopped == ["slow"], "close() returned before the node had stopped its jobs"
+    assert handler.stopped == ["slow"], "close() returned before the node had stopped its jobs"
     await shutting
