@@ -69,7 +69,10 @@ async def test_thirty_seconds_of_chaos(members, pool_name, events_file, fresh_re
     try:
         await eventually(settled, 20, "every admitted job runs exactly once")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; {unsettled(events_file, admitted, killed)}") from None
+        records = await _records(server.url, pool_name, admitted, events_file, killed)
+        raise AssertionError(
+            f"{exc}; {unsettled(events_file, admitted, killed)}; records: {records}"
+        ) from None
     assert set(keys) <= set(await client.job_keys()), "a job was lost"
     check_no_overlap(episodes(events_file, killed), strict=False)
     report(f"chaos: {SECONDS}s, actions {sorted(actions)}; all 300 jobs running once at the end")
@@ -83,6 +86,31 @@ async def _traffic(client: redpool.Node, rng: random.Random) -> None:
             await client.dispatch_job(key)
             await client.stop_job(key)
         await asyncio.sleep(0.01)
+
+
+async def _records(url, pool, keys, events_file, killed) -> list[str]:
+    """What Redis says of the keys that do not run exactly once (for a failure message)."""
+    from redpool._codec import decode_record
+    from redpool._keys import Keys
+    from tests.invariants import episodes, running_at_end
+
+    now = running_at_end(episodes(events_file, killed))
+    bad = [k for k in keys if len(now.get(k, [])) != 1][:8]
+    k = Keys(pool)
+    admin = aioredis.Redis.from_url(url)
+    seconds, micros = await admin.time()
+    out = [f"server now {seconds * 1000 + micros // 1000}"]
+    for key in bad:
+        rec = decode_record(await admin.hget(k.jobs, key))
+        lease = await admin.zscore(k.leases, rec.worker) if rec.worker else None
+        registered = await admin.hexists(k.workers, rec.worker) if rec.worker else None
+        pending = await admin.zscore(k.pending, key)
+        out.append(
+            f"{key}: w={rec.worker} s={rec.state} e={rec.epoch} pending={pending} "
+            f"lease={lease} registered={registered}"
+        )
+    await admin.aclose()
+    return out
 
 
 async def _kill_connections(url: str) -> None:
