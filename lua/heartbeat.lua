@@ -10,7 +10,8 @@
 -- Invariants: a lease is renewed only while it exists, so a worker reaped as dead learns it
 -- (it is listed as missing) instead of coming back to life; a dead worker's jobs are released
 -- in the same step that removes it, exactly once; starts are redelivered only to their current,
--- live owner (a job moves to another worker only once its owner is dead or has let it go).
+-- live owner, one that holds a lease (a job moves to another worker only once its owner is
+-- dead or has let it go).
 local node, ttl, grace, trim, limit = ARG[1], tonumber(ARG[2]), tonumber(ARG[3]), ARG[4], tonumber(ARG[5])
 local may_reap, read_meta = ARG[6] == '1', ARG[7] == '1'
 local now = now_ms()
@@ -69,7 +70,7 @@ if due[2] and tonumber(due[2]) <= now then
       corrupt[#corrupt + 1] = key
     elseif rec.s == 'running' or rec.s == 'stopping' then
       redis.call('ZREM', PENDING, key)
-    elseif rec.w ~= '' and redis.call('HEXISTS', WORKERS, rec.w) == 1 then
+    elseif rec.w ~= '' and redis.call('ZSCORE', LEASES, rec.w) then
       if rec.s == 'assigned' then send(node_of(rec.w), {'start', key, rec.w, rec.e}) end
       redis.call('ZADD', PENDING, now + grace, key)
     elseif has_workers then

@@ -464,9 +464,12 @@ class Node:
         self._tasks.clear()
         self._lease.close()
         self._dispatcher.fail_all(reason)
+        # A worker still here could not leave (Redis was unreachable): its lease stays and
+        # expires, and the reaper releases its jobs. On a shutdown they all go with the pool.
+        leases = [self.id, *self._workers] if self._shutdown else [self.id]
         try:
             pipe = self._client.pipeline(transaction=True)
-            pipe.zrem(self._keys.leases, self.id, *self._workers)
+            pipe.zrem(self._keys.leases, *leases)
             pipe.delete(self._keys.inbox(self.id))
             await pipe.execute()
         except TRANSIENT as exc:

@@ -13,7 +13,7 @@ from structlog.typing import FilteringBoundLogger
 
 from ._tasks import call_maybe_async
 from ._types import Job, JobHandler, NotificationHandler
-from .errors import Requeue
+from .errors import PoolError, Requeue
 
 
 class WorkerHost(Protocol):
@@ -157,7 +157,15 @@ class Worker:
                 self._log.info("start failed", key=job.key, error=message)
             if outcome != "ok":
                 self._forget(local)
-            verdict = await self._host.report_started(job.key, self.id, job.epoch, outcome, message)
+            try:
+                verdict = await self._host.report_started(
+                    job.key, self.id, job.epoch, outcome, message
+                )
+            except PoolError as exc:
+                # The record still says assigned or starting; the reconciler and the
+                # dispatcher's timeout (withdraw) settle it from there.
+                self._log.warning("could not report the start", key=job.key, error=str(exc))
+                return
             if outcome != "ok":
                 return
             if verdict in ("run", "notes"):
