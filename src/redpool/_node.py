@@ -400,12 +400,14 @@ class Node:
     async def _rejoin(self, missing: list[str]) -> None:
         """Workers reaped as dead while this node was cut off come back under new ids."""
         for old_id in missing:
-            worker = self._workers.pop(old_id, None)
+            worker = self._workers.get(old_id)
             if worker is None:
                 continue
             await worker.stop_all()
             new_id = f"{self.id}.{next(self._worker_seq)}"
+            # If this fails the worker stays under its old id: the next beat lists it again.
             joined = await self._scripts.join(new_id, self._opts.ttl_ms)
+            del self._workers[old_id]
             if joined is None:
                 worker.retire()
                 continue
