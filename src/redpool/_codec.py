@@ -42,7 +42,8 @@ def _unpack(raw: bytes) -> Any:
         raise CorruptEntryError(f"not msgpack: {raw[:40]!r}") from exc
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """A text field of something Lua packed (strings arrive as bytes, numbers as numbers)."""
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, (int, float)):
@@ -56,9 +57,9 @@ def decode_record(raw: bytes) -> JobRecord:
         return JobRecord(
             payload=bytes(rec[b"p"]),
             created_ms=int(rec[b"c"]),
-            dispatcher=_text(rec[b"d"]),
-            worker=_text(rec[b"w"]),
-            state=_text(rec[b"s"]),
+            dispatcher=text(rec[b"d"]),
+            worker=text(rec[b"w"]),
+            state=text(rec[b"s"]),
             epoch=int(rec[b"e"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -83,8 +84,3 @@ def decode_message(fields: dict[bytes, bytes]) -> Message:
     if not isinstance(msg, list) or not msg or not isinstance(msg[0], bytes):
         raise CorruptEntryError(f"not a message: {msg!r}")
     return Message(kind=msg[0].decode("ascii", "replace"), fields=tuple(msg[1:]))
-
-
-def text(value: Any) -> str:
-    """A text field of a decoded message."""
-    return _text(value)

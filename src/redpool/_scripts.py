@@ -15,6 +15,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from ._codec import text
 from ._keys import Keys
 
 _NAMES = (
@@ -81,10 +82,6 @@ class Tick:
         return self.start_ms + self.index * self.interval_ms
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class Scripts:
     """Typed entry points to the pool's atomic operations."""
 
@@ -110,10 +107,10 @@ class Scripts:
         for job in jobs:
             args += job
         res = await self._run("admit", args)
-        status = _s(res[0])
+        status = text(res[0])
         if status == "ok":
-            return status, [_s(v) for v in res[1]]
-        return status, [_s(v) for v in res[1:]]
+            return status, [text(v) for v in res[1]]
+        return status, [text(v) for v in res[1:]]
 
     async def assign(
         self, version: str, grace_ms: int, moves: Sequence[tuple[str, int, str]]
@@ -122,7 +119,7 @@ class Scripts:
         for key, epoch, target in moves:
             args += [key, epoch, target]
         res = await self._run("assign", args)
-        return _s(res[0]), _s(res[1])
+        return text(res[0]), text(res[1])
 
     async def claim(self, starts: Sequence[tuple[str, str, int]]) -> list[Claimed | None]:
         args: list[str | int] = []
@@ -134,7 +131,7 @@ class Scripts:
                 out.append(None)
             else:
                 payload, created, attempts, dispatcher = item
-                out.append(Claimed(bytes(payload), int(created), int(attempts), _s(dispatcher)))
+                out.append(Claimed(bytes(payload), int(created), int(attempts), text(dispatcher)))
         return out
 
     async def heartbeat(
@@ -160,30 +157,30 @@ class Scripts:
         now, missing, expiry, version, shutdown, routable, corrupt = await self._run(
             "heartbeat", [*args, *workers]
         )
-        pairs = [(_s(routable[i]), int(routable[i + 1])) for i in range(0, len(routable), 2)]
+        pairs = [(text(routable[i]), int(routable[i + 1])) for i in range(0, len(routable), 2)]
         return Beat(
             now_ms=int(now),
-            missing=[_s(m) for m in missing],
+            missing=[text(m) for m in missing],
             next_expiry_ms=int(expiry),
-            version=_s(version),
+            version=text(version),
             shutdown=bool(shutdown),
             routable=pairs,
-            corrupt=[_s(c) for c in corrupt],
+            corrupt=[text(c) for c in corrupt],
         )
 
     async def join(self, worker: str, ttl_ms: int) -> tuple[str, int] | None:
         """The new membership version and the server time, or None when shutting down."""
         res = await self._run("join", [worker, ttl_ms])
-        return (_s(res[1]), int(res[2])) if _s(res[0]) == "ok" else None
+        return (text(res[1]), int(res[2])) if text(res[0]) == "ok" else None
 
     async def leave(self, worker: str) -> str:
-        return _s(await self._run("leave", [worker]))
+        return text(await self._run("leave", [worker]))
 
     async def owned_jobs(self, workers: Sequence[str]) -> dict[str, list[tuple[str, int, str]]]:
         out: dict[str, list[tuple[str, int, str]]] = {}
         for worker, flat in await self._run("owned_jobs", list(workers)):
-            out[_s(worker)] = [
-                (_s(flat[i]), int(flat[i + 1]), _s(flat[i + 2])) for i in range(0, len(flat), 3)
+            out[text(worker)] = [
+                (text(flat[i]), int(flat[i + 1]), text(flat[i + 2])) for i in range(0, len(flat), 3)
             ]
         return out
 
@@ -191,10 +188,10 @@ class Scripts:
         args: list[str | int] = []
         for key, worker, epoch, outcome, message in outcomes:
             args += [key, worker, epoch, outcome, message]
-        return [_s(v) for v in await self._run("started", args)]
+        return [text(v) for v in await self._run("started", args)]
 
     async def stop(self, key: str, node: str, request: int) -> str:
-        return _s((await self._run("stop", [key, node, request]))[0])
+        return text((await self._run("stop", [key, node, request]))[0])
 
     async def stopped(self, stops: Sequence[tuple[str, str, int]]) -> int:
         args: list[str | int] = []
@@ -203,7 +200,7 @@ class Scripts:
         return int(await self._run("stopped", args))
 
     async def notify(self, key: str, payload: bytes) -> str:
-        return _s((await self._run("notify", [key, payload]))[0])
+        return text((await self._run("notify", [key, payload]))[0])
 
     async def take_notes(self, key: str, worker: str, epoch: int) -> list[bytes]:
         return [bytes(p) for p in await self._run("take_notes", [key, worker, epoch])]
@@ -214,9 +211,9 @@ class Scripts:
     async def tick(self, name: str) -> Tick | None:
         """None once the ticker was stopped."""
         res = await self._run("tick", [name])
-        if _s(res[0]) == "stopped":
+        if text(res[0]) == "stopped":
             return None
-        return Tick(_s(res[0]) == "won", int(res[1]), int(res[2]), int(res[3]), int(res[4]))
+        return Tick(text(res[0]) == "won", int(res[1]), int(res[2]), int(res[3]), int(res[4]))
 
     async def withdraw(self, key: str, node: str, request: int) -> str:
-        return _s((await self._run("withdraw", [key, node, request]))[0])
+        return text((await self._run("withdraw", [key, node, request]))[0])
