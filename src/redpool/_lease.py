@@ -56,7 +56,7 @@ class Lease:
         self._server_offset_ms = 0.0
         self._beats = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._fencing: asyncio.Task[None] | None = None
+        self._fencing: asyncio.Task[None] | None = None  # held so the task is not collected
         self._wake = asyncio.Event()
         self._next_expiry_in = options.heartbeat_interval
 

@@ -9,9 +9,9 @@ import contextlib
 import itertools
 import secrets
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import msgpack
 import redis.asyncio as aioredis
@@ -42,6 +42,7 @@ from .errors import (
     PoolShuttingDownError,
 )
 
+T = TypeVar("T")
 _Started = tuple[str, str, int, str, str]
 _Stopped = tuple[str, str, int]
 
@@ -288,7 +289,7 @@ class Node:
     ) -> None:
         await self.close()
 
-    # -- WorkerHost, LeaseHost, InboxHost, ReconcileHost ------------------------------------
+    # -- for the workers, the lease, the inbox reader and the reconciler ---------------------
 
     def lease_valid(self) -> bool:
         return self._lease.valid()
@@ -310,25 +311,23 @@ class Node:
     async def report_started(
         self, key: str, worker: str, epoch: int, outcome: str, message: str
     ) -> str:
-        return await retry_transient(
-            lambda: self._started.submit((key, worker, epoch, outcome, message)),
-            time.monotonic() + self._opts.worker_ttl,
-            f"reporting the start of {key!r}",
+        item = (key, worker, epoch, outcome, message)
+        return await self._for_worker(
+            lambda: self._started.submit(item), f"reporting the start of {key!r}"
         )
 
     async def report_stopped(self, key: str, worker: str, epoch: int) -> None:
-        await retry_transient(
-            lambda: self._stopped.submit((key, worker, epoch)),
-            time.monotonic() + self._opts.worker_ttl,
-            f"reporting the stop of {key!r}",
-        )
+        item = (key, worker, epoch)
+        await self._for_worker(lambda: self._stopped.submit(item), f"reporting the stop of {key!r}")
 
     async def take_notes(self, key: str, worker: str, epoch: int) -> list[bytes]:
-        return await retry_transient(
-            lambda: self._scripts.take_notes(key, worker, epoch),
-            time.monotonic() + self._opts.worker_ttl,
-            f"taking the notifications of {key!r}",
+        return await self._for_worker(
+            lambda: self._scripts.take_notes(key, worker, epoch), f"taking notes of {key!r}"
         )
+
+    async def _for_worker(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """A worker's call to Redis, retried while its lease could still hold (one TTL)."""
+        return await retry_transient(call, time.monotonic() + self._opts.worker_ttl, what)
 
     async def _flush_stopped(self, items: Sequence[_Stopped]) -> list[int]:
         await self._scripts.stopped(items)
