@@ -4,6 +4,7 @@ and the pool's event stream (membership, shutdown), in one XREAD."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -22,9 +23,38 @@ from ._worker import Worker
 READ_COUNT = 1000
 
 
-def _job_ref(msg: Message) -> tuple[str, str, int]:
-    """(key, worker id, epoch) of a start, stop or notify message."""
-    return text(msg.fields[0]), text(msg.fields[1]), int(msg.fields[2])
+@dataclass(frozen=True, slots=True)
+class _Ref:
+    """A start, stop or notify message: which job, at which assignment."""
+
+    kind: str
+    key: str
+    worker: str
+    epoch: int
+    first: tuple[int, bytes, str, int] | None = None
+    """On admit's first start: (withdraw at ms, payload, dispatcher, admitted ms)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    request: int
+    outcome: str
+    message: str
+
+
+def _parse(msg: Message) -> _Ref | _Reply | None:
+    """The message's fields, checked once; None for a hello. Raises on a malformed one."""
+    f = msg.fields
+    if msg.kind == "reply":
+        return _Reply(int(f[0]), text(f[1]), text(f[2]))
+    if msg.kind in ("start", "stop", "notify"):
+        first = None
+        if msg.kind == "start" and len(f) == 7:
+            first = (int(f[3]), bytes(f[4]), text(f[5]), int(f[6]))
+        return _Ref(msg.kind, text(f[0]), text(f[1]), int(f[2]), first)
+    if msg.kind == "hello":
+        return None
+    raise ValueError(f"unknown message kind {msg.kind!r}")
 
 
 class InboxRouter:
@@ -53,61 +83,50 @@ class InboxRouter:
         self.log = log
 
     async def on_messages(self, messages: list[Message]) -> None:
-        starts: list[Message] = []
-        others: list[Message] = []
+        starts: list[_Ref] = []
+        others: list[_Ref | _Reply] = []
         for msg in messages:
             try:
-                self._check_message(msg)
-                (starts if msg.kind == "start" else others).append(msg)
+                parsed = _parse(msg)
             except (IndexError, ValueError, TypeError, CorruptEntryError) as exc:
                 self.log.warning("skipping malformed message", kind=msg.kind, error=repr(exc))
+                continue
+            if isinstance(parsed, _Ref) and parsed.kind == "start":
+                starts.append(parsed)
+            elif parsed is not None:
+                others.append(parsed)
         if starts:
             await self._start(starts)
-        for msg in others:
-            self._handle(msg)
+        for item in others:
+            self._handle(item)
 
-    def _check_message(self, msg: Message) -> None:
-        if msg.kind == "reply":
-            int(msg.fields[0]), text(msg.fields[1]), text(msg.fields[2])
-        elif msg.kind in ("stop", "notify"):
-            _job_ref(msg)
-        elif msg.kind == "start":
-            _job_ref(msg)
-            if len(msg.fields) == 7:
-                int(msg.fields[3]), bytes(msg.fields[4]), text(msg.fields[5]), int(msg.fields[6])
-        elif msg.kind != "hello":
-            raise ValueError(f"unknown message kind {msg.kind!r}")
-
-    def _handle(self, msg: Message) -> None:
-        if msg.kind == "reply":
-            self._dispatcher.on_reply(int(msg.fields[0]), text(msg.fields[1]), text(msg.fields[2]))
-        elif msg.kind == "stop":
-            key, worker_id, epoch = _job_ref(msg)
-            worker = self._workers.get(worker_id)
+    def _handle(self, item: _Ref | _Reply) -> None:
+        if isinstance(item, _Reply):
+            self._dispatcher.on_reply(item.request, item.outcome, item.message)
+            return
+        worker = self._workers.get(item.worker)
+        if item.kind == "notify":
             if worker is not None:
-                worker.begin_stop(key, epoch)
-            else:
-                self._spawn(self._report_stopped(key, worker_id, epoch))
-        elif msg.kind == "notify":
-            key, worker_id, epoch = _job_ref(msg)
-            if worker := self._workers.get(worker_id):
-                worker.notify(key, epoch)
+                worker.notify(item.key, item.epoch)
+        elif worker is not None:
+            worker.begin_stop(item.key, item.epoch)
+        else:
+            self._spawn(self._report_stopped(item.key, item.worker, item.epoch))
 
-    async def _start(self, starts: list[Message]) -> None:
+    async def _start(self, starts: list[_Ref]) -> None:
         """Start what this node's workers were sent. A first delivery read promptly is started
         at once (``Options.may_start_unclaimed``); every other one is claimed first, in one
         script call for the batch, so a stale or repeated delivery never starts a job."""
         to_claim: dict[str, tuple[str, str, int]] = {}
-        for msg in starts:
-            key, worker_id, epoch = _job_ref(msg)
+        for ref in starts:
+            key, worker_id, epoch = ref.key, ref.worker, ref.epoch
             worker = self._workers.get(worker_id)
             if worker is None or not worker.accepting or worker.local_epoch(key) is not None:
                 continue
             if not self._lease.valid():
                 return  # fenced: the records keep these starts for later deliveries
-            if len(msg.fields) == 7:
-                withdraw_at, payload = int(msg.fields[3]), bytes(msg.fields[4])
-                dispatcher, admitted_ms = text(msg.fields[5]), int(msg.fields[6])
+            if ref.first is not None:
+                withdraw_at, payload, dispatcher, admitted_ms = ref.first
                 now = self._lease.server_now_ms()
                 if self._options.may_start_unclaimed(now, withdraw_at, self._lease.valid_for()):
                     worker.begin_start(
