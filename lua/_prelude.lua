@@ -81,6 +81,14 @@ local function finish_stop(key, rec, why)
   for _, waiter in ipairs(rec.sw or {}) do send(waiter[1], {'reply', waiter[2], 'stopped', ''}) end
 end
 
+-- The owner must stop the job (it may be starting it): mark it and tell the owner's node.
+local function request_stop(key, rec)
+  if rec.s ~= 'stopping' then
+    rec.s = 'stopping'
+    send(node_of(rec.w), {'stop', key, rec.w, rec.e})
+  end
+end
+
 -- The worker left or died (and fenced itself first): its jobs go back to the queue, due now.
 local function release_worker(worker)
   local set = owned(worker)

@@ -17,9 +17,6 @@ if rec.s == 'queued' then
 end
 rec.sw = rec.sw or {}
 rec.sw[#rec.sw + 1] = {node, req}
-if rec.s ~= 'stopping' then
-  rec.s = 'stopping'
-  send(node_of(rec.w), {'stop', key, rec.w, rec.e})
-end
+request_stop(key, rec)
 save_job(key, rec)
 return {'pending'}

@@ -15,11 +15,8 @@ if rec.r ~= req then return {'gone'} end
 rec.r = nil
 if rec.s == 'queued' then
   finish_stop(key, rec, 'withdrawn')
-elseif rec.s == 'assigned' or rec.s == 'starting' then
-  rec.s = 'stopping'
-  send(node_of(rec.w), {'stop', key, rec.w, rec.e})
-  save_job(key, rec)
 else
+  request_stop(key, rec)
   save_job(key, rec)
 end
 return {'withdrawn'}
