@@ -132,9 +132,12 @@ class Dispatcher:
             )
         if status == "shutdown":
             raise PoolShuttingDownError(f"pool {self._pool!r} is shutting down")
+        if status == "timeout":
+            raise DispatchTimeoutError(key, self._opts.dispatch_timeout)
 
     async def _flush_admits(self, jobs: Sequence[_Admit]) -> list[str]:
-        while True:
+        # A stale ring is reloaded and the batch tried again, while any of its callers waits.
+        while any(_ms_until(deadline) > 0 for *_, deadline in jobs):
             ring = self._members.ring
             status, results = await self._scripts.admit(
                 self._node,
@@ -151,3 +154,4 @@ class Dispatcher:
             if status == "shutdown":
                 return ["shutdown"] * len(jobs)
             await self._members.refresh()
+        return ["timeout"] * len(jobs)

@@ -33,7 +33,7 @@ from ._scripts import Beat, Scripts
 from ._tasks import cancel, supervise
 from ._ticker import Ticker
 from ._types import JobHandler, JobProducer, WorkerInfo, from_ms
-from ._validate import check_key, check_name, interval_ms
+from ._validate import check_handler, check_key, check_name, interval_ms
 from ._worker import Worker
 from .errors import (
     InvalidArgumentError,
@@ -145,10 +145,7 @@ class Node:
         self._check_open()
         if self._opts.client_only:
             raise PoolError("a client-only node cannot add workers; create it without client_only")
-        if not callable(getattr(handler, "start", None)) or not callable(
-            getattr(handler, "stop", None)
-        ):
-            raise InvalidArgumentError("handler must have start(job) and stop(key) methods")
+        check_handler(handler)
         worker_id = f"{self.id}.{next(self._worker_seq)}"
         joined = await self._scripts.join(worker_id, self._opts.ttl_ms)
         if joined is None:

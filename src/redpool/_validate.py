@@ -33,3 +33,10 @@ def interval_ms(interval: object) -> int:
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
         raise InvalidArgumentError(f"interval must be a positive number of seconds: {interval!r}")
     return max(1, round(interval * 1000))
+
+
+def check_handler(handler: object) -> None:
+    if not callable(getattr(handler, "start", None)) or not callable(
+        getattr(handler, "stop", None)
+    ):
+        raise InvalidArgumentError("handler must have start(job) and stop(key) methods")
