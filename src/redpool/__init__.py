@@ -22,6 +22,7 @@ from ._types import (
     NotificationHandler,
     WorkerInfo,
 )
+from ._version import __version__
 from ._worker import Worker
 from .errors import (
     DispatchTimeoutError,
@@ -63,6 +64,7 @@ __all__ = [
     "Ticker",
     "Worker",
     "WorkerInfo",
+    "__version__",
     "add_node",
 ]
 
