@@ -90,11 +90,13 @@ local function request_stop(key, rec)
 end
 
 -- The worker left or died (and fenced itself first): its jobs go back to the queue, due now.
+-- Returns how many jobs it had (stopping ones are deleted instead).
 local function release_worker(worker)
-  local set = owned(worker)
+  local set, released = owned(worker), 0
   for _, key in ipairs(redis.call('SMEMBERS', set)) do
     local rec = load_job(key)
     if rec and rec.w == worker then
+      released = released + 1
       if rec.s == 'stopping' then
         finish_stop(key, rec, 'job was stopped before it started')
       else
@@ -105,4 +107,5 @@ local function release_worker(worker)
     end
   end
   redis.call('DEL', set)
+  return released
 end

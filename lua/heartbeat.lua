@@ -6,7 +6,8 @@
 --      the membership version and the shutdown flag, which the event stream announces too),
 --      own worker ids...
 -- Returns {now ms, missing own workers, earliest lease expiry ms (or -1), version ('' when
---   not read), shutdown (0/1), routable (flat key, epoch pairs), corrupt job keys}.
+--   not read), shutdown (0/1), routable (flat key, epoch pairs), corrupt job keys, reaped
+--   worker and node ids, number of jobs the reaped workers had}.
 -- Invariants: a lease is renewed only while it exists, so a worker reaped as dead learns it
 -- (it is listed as missing) instead of coming back to life; a dead worker's jobs are released
 -- in the same step that removes it, exactly once; starts are redelivered only to their current,
@@ -38,12 +39,14 @@ end
 
 -- Reap.
 local first = redis.call('ZRANGE', LEASES, 0, 0, 'WITHSCORES')
+local reaped_ids, released = {}, 0
 if may_reap and first[2] and tonumber(first[2]) <= now then
   local reaped = 0
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, 100)) do
     redis.call('ZREM', LEASES, id)
+    reaped_ids[#reaped_ids + 1] = id
     if is_worker(id) then
-      release_worker(id)
+      released = released + release_worker(id)
       redis.call('HDEL', WORKERS, id)
       reaped = reaped + 1
     else
@@ -86,4 +89,5 @@ if read_meta then
   version = meta[1] or '0'
   if meta[2] then shutdown = 1 end
 end
-return {now, missing, tonumber(first[2] or -1), version, shutdown, routable, corrupt}
+return {now, missing, tonumber(first[2] or -1), version, shutdown, routable, corrupt, reaped_ids,
+        released}

@@ -24,6 +24,7 @@ for i = 1, #ARG, 5 do
       out[#out + 1] = 'stop'
     else
       rec.s = 'running'
+      rec.t = {rec.e, now_ms()}  -- running since (job_info's started_at), for this epoch only
       redis.call('ZREM', PENDING, key)
       if redis.call('EXISTS', notes(key)) == 1 then out[#out + 1] = 'notes' else out[#out + 1] = 'run' end
     end

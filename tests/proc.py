@@ -1,6 +1,7 @@
 """A pool member in its own OS process, for cross-process and fault tests.
 
     python -m tests.proc URL POOL EVENTS_FILE [--workers N] [--ttl S] [--grace S] [--client]
+        [--slow-stop S]
 
 It prints ``ready <node id>`` once joined, then obeys one command per stdin line and answers
 ``ok ...`` or ``error <class> <message>``:
@@ -45,9 +46,10 @@ class EventLog:
 class TickingHandler:
     """Starts a small ticking task per job, like a real long-running job."""
 
-    def __init__(self, log: EventLog, tick: float) -> None:
+    def __init__(self, log: EventLog, tick: float, slow_stop: float = 0.0) -> None:
         self._log = log
         self._tick = tick
+        self._slow_stop = slow_stop
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     async def start(self, job: redpool.Job) -> None:
@@ -64,6 +66,8 @@ class TickingHandler:
         task = self._tasks.pop(key, None)
         if task is not None:
             task.cancel()
+        if self._slow_stop:
+            await asyncio.sleep(self._slow_stop)  # a job that takes time to wind down
         self._log.write("stop", key)
 
     async def handle_notification(self, key: str, payload: bytes) -> None:
@@ -121,6 +125,7 @@ async def main() -> None:
     parser.add_argument("--grace", type=float, default=2.0)
     parser.add_argument("--tick", type=float, default=0.02)
     parser.add_argument("--client", action="store_true")
+    parser.add_argument("--slow-stop", type=float, default=0.0)
     args = parser.parse_args()
 
     # stdout is the command channel; logs go to stderr.
@@ -135,7 +140,10 @@ async def main() -> None:
         job_sink_block=1.0,
         max_queued_jobs=100_000,
     )
-    workers = [await node.add_worker(TickingHandler(log, args.tick)) for _ in range(args.workers)]
+    workers = [
+        await node.add_worker(TickingHandler(log, args.tick, args.slow_stop))
+        for _ in range(args.workers)
+    ]
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, done.set)
@@ -161,7 +169,9 @@ async def main() -> None:
                 elif cmd == "race":
                     out = await _race(node, rest[0], int(rest[1]))
                 elif cmd == "add":
-                    workers.append(await node.add_worker(TickingHandler(log, args.tick)))
+                    workers.append(
+                        await node.add_worker(TickingHandler(log, args.tick, args.slow_stop))
+                    )
                 elif cmd == "remove":
                     await node.remove_worker(workers.pop())
                 elif cmd == "close":

@@ -40,6 +40,9 @@ async def test_corrupt_stream_entries_and_records_are_logged_and_skipped(
         await node.dispatch_job("fine", b"still works")
         assert handler.running["fine"].payload == b"still works"
         assert await node.job_payload("corrupt") is None
+        assert await node.job_info("corrupt") is None
+        assert [j.key for j in await node.pool_jobs()] == ["fine"]
+        assert [j.key for j in await node.pool_jobs(worker=node.workers()[0].id)] == ["fine"]
         assert [w.id for w in await node.pool_workers()] == [node.workers()[0].id]
         await node.stop_job("corrupt")
         assert await node.job_keys() == ["fine"]

@@ -1,8 +1,11 @@
-"""Logs carry pool/node/worker ids; transient Redis errors never kill a background loop."""
+"""Logs carry pool/node/worker ids; assigns and reaps are logged with counts and ids;
+transient Redis errors never kill a background loop."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -45,3 +48,40 @@ async def test_killed_connections_are_logged_retried_and_serving_goes_on(
         await node.dispatch_job("after")
     assert sorted(handler.running) == ["after", "before"]
     assert all(not t.done() for t in node._tasks), "a background loop died"
+
+
+async def test_the_reaping_node_logs_whom_it_reaped_and_how_many_jobs_it_released(
+    make_node, members
+):
+    with structlog.testing.capture_logs() as logs:
+        node = await make_node()
+        await node.add_worker(Recorder())
+        victim = await members("--workers", "2")
+        for i in range(20):
+            await node.dispatch_job(f"k{i}")
+        theirs = [w for w in await node.pool_workers() if w.node_id == victim.node_id]
+        count = sum(w.job_count for w in theirs)
+        assert count > 0, "the victim runs none of the jobs; use more keys"
+        victim.kill()
+        dead = sorted([victim.node_id, *(w.id for w in theirs)])
+
+        def reaps() -> list[dict[str, Any]]:
+            return [e for e in logs if e["event"] == "reaped expired leases"]
+
+        await eventually(
+            lambda: sorted(r for e in reaps() for r in e["reaped"]) == dead,
+            what=f"reap logs naming {dead}",
+        )
+    assert sum(e["released"] for e in reaps()) == count
+    assert all(e["log_level"] == "info" and e["node"] == node.id for e in reaps())
+
+
+async def test_assigning_queued_jobs_logs_the_count_and_the_workers(make_node):
+    with structlog.testing.capture_logs() as logs:
+        node = await make_node(ack_grace_period=10.0)
+        dispatches = [asyncio.create_task(node.dispatch_job(f"k{i}")) for i in range(3)]
+        await eventually(lambda: node.job_keys(), what="admitted")
+        worker = await node.add_worker(Recorder())
+        await asyncio.gather(*dispatches)
+    (assigned,) = [e for e in logs if e["event"] == "assigned jobs"]
+    assert (assigned["moved"], assigned["to"], assigned["log_level"]) == (3, [worker.id], "info")

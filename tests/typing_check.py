@@ -25,6 +25,16 @@ async def documented_usage(url: str) -> None:
         keys: list[str] = await node.job_keys()
         payload: bytes | None = await node.job_payload(keys[0])
         infos: list[redpool.WorkerInfo] = await node.pool_workers()
+        for w in infos:
+            print(w.id, w.node_id, w.host, w.pid, w.job_count, w.created_at)
+        info: redpool.JobInfo | None = await node.job_info("key")
+        if info is not None:
+            state: redpool.JobState = info.state
+            print(state, info.worker_id, info.node_id, info.host, info.pid, info.epoch)
+            print(info.attempt, info.created_at, info.started_at, info.payload_size)
+        mine: list[redpool.JobInfo] = await node.pool_jobs(worker=worker.id)
+        everything: list[redpool.JobInfo] = await node.pool_jobs()
+        print(mine, everything)
         jobs: list[redpool.Job] = worker.jobs()
         print(payload, infos, jobs, worker.is_stopped(), node.is_closed(), node.is_shutdown())
         try:

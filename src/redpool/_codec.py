@@ -1,4 +1,5 @@
-"""msgpack decoding of what the Lua scripts store: job records, worker records, messages.
+"""msgpack decoding of what the Lua scripts store and return: job records, worker records,
+job infos, messages.
 
 Records and messages are packed by Redis's Lua ``cmsgpack``, which writes every Lua string as
 msgpack *str*, including binary payloads; so everything is unpacked with ``raw=True`` and the
@@ -8,9 +9,13 @@ text fields are decoded here. A value that does not decode raises :class:`Corrup
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast, get_args
 
 import msgpack
+
+from ._types import JobInfo, JobState, from_ms
+
+_STATES = frozenset(get_args(JobState))
 
 
 class CorruptEntryError(Exception):
@@ -25,6 +30,13 @@ class JobRecord:
     worker: str
     state: str
     epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    created_ms: int
+    host: str | None
+    pid: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +78,45 @@ def decode_record(raw: bytes) -> JobRecord:
         raise CorruptEntryError(f"not a job record: {rec!r}") from exc
 
 
-def decode_created_ms(raw: bytes) -> int:
-    """Creation time (server ms) from a worker record."""
+def decode_worker(raw: bytes) -> WorkerRecord:
+    """A worker record ``{c: created ms, h: host, p: pid}`` (older ones have only ``c``)."""
     rec = _unpack(raw)
     try:
-        return int(rec[b"c"])
-    except (KeyError, TypeError, ValueError) as exc:
+        host, pid = rec.get(b"h"), rec.get(b"p")
+        return WorkerRecord(
+            created_ms=int(rec[b"c"]),
+            host=None if host is None else text(host),
+            pid=None if pid is None else int(pid),
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise CorruptEntryError(f"not a worker record: {rec!r}") from exc
+
+
+def decode_job_info(raw: bytes) -> JobInfo:
+    """One entry of what ``lua/job_infos.lua`` returns."""
+    rec = _unpack(raw)
+    try:
+        state = text(rec[b"s"])
+        if state not in _STATES:
+            raise ValueError(f"unknown state {state!r}")
+        worker = text(rec[b"w"]) or None
+        host, pid, started = rec.get(b"h"), rec.get(b"i"), rec.get(b"t")
+        return JobInfo(
+            key=text(rec[b"k"]),
+            state=cast(JobState, state),
+            worker_id=worker,
+            node_id=worker.split(".", 1)[0] if worker else None,
+            host=None if host is None else text(host),
+            pid=None if pid is None else int(pid),
+            epoch=int(rec[b"e"]),
+            attempt=int(rec.get(b"a", 0)),
+            created_at=from_ms(int(rec[b"c"])),
+            started_at=None if started is None else from_ms(int(started)),
+            payload_size=int(rec[b"n"]),
+            dispatcher_id=text(rec[b"d"]),
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise CorruptEntryError(f"not a job record: {rec!r}") from exc
 
 
 def decode_message(fields: dict[bytes, bytes]) -> Message:

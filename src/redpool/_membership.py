@@ -52,7 +52,10 @@ class Membership:
             if not ring.workers:
                 return
             moves = [(key, epoch, ring.route(key)) for key, epoch in jobs]
-            status, _ = await self._scripts.assign(ring.version, self._opts.grace_ms, moves)
+            status, moved = await self._scripts.assign(ring.version, self._opts.grace_ms, moves)
+            if status == "ok" and moved != "0":
+                workers = sorted({target for _, _, target in moves})
+                self._log.info("assigned jobs", moved=int(moved), of=len(moves), to=workers)
             if status != "stale":
                 return
             await self.refresh()
@@ -75,4 +78,5 @@ class Membership:
         handed = [(k, e) for (_, k, e), ok in zip(moves, stopped, strict=True) if ok]
         if handed:
             await self.assign(handed)
-            self._log.info("rebalanced", moved=len(handed), version=ring.version)
+            owners = sorted({w.id for w, _, _ in moves})
+            self._log.info("rebalanced", moved=len(handed), version=ring.version, away_from=owners)

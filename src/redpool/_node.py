@@ -19,20 +19,21 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from ._batch import Batcher
-from ._codec import CorruptEntryError, Message, decode_created_ms, decode_record
+from ._codec import CorruptEntryError, Message, decode_record
 from ._dispatch import Dispatcher
 from ._inbox import InboxReader, InboxRouter
 from ._keys import Keys
 from ._lease import Lease
 from ._membership import Membership
 from ._options import Options
+from ._queries import Queries
 from ._reconcile import Reconciler
 from ._redis import TRANSIENT, UNREACHABLE, awaitable, retry_transient, sibling
 from ._schedule import Schedule, ticker_name
 from ._scripts import Beat, Scripts
 from ._tasks import cancel, supervise
 from ._ticker import Ticker
-from ._types import JobHandler, JobProducer, WorkerInfo, from_ms
+from ._types import JobHandler, JobInfo, JobProducer, WorkerInfo, from_ms
 from ._validate import check_handler, check_key, check_name, interval_ms
 from ._worker import Worker
 from .errors import (
@@ -69,6 +70,7 @@ class Node:
         self.log = base.bind(pool=pool_name, node=self.id)
         self._members = Membership(client, self._keys, self._scripts, options, self.log)
         self._dispatcher = Dispatcher(self.id, pool_name, self._scripts, options, self._members)
+        self._queries = Queries(client, self._keys, self._scripts, self.log)
         self._workers: dict[str, Worker] = {}
         self._worker_seq = itertools.count(1)
         self._closed = False
@@ -223,20 +225,25 @@ class Node:
             self.log.warning("corrupt job record", key=key, error=str(exc))
             return None
 
-    async def pool_workers(self) -> list[WorkerInfo]:
-        """Every worker of the pool, on every node."""
+    async def job_info(self, key: str) -> JobInfo | None:
+        """Where job ``key`` is: its state, worker, node, host and pid, epoch, attempts and
+        times (not its payload), or None when there is no such job."""
         self._check_open()
-        out = []
-        records = await awaitable(self._client.hgetall(self._keys.workers))
-        for raw_id, raw in records.items():
-            worker_id = raw_id.decode("utf-8", "replace")
-            try:
-                created = decode_created_ms(raw)
-            except CorruptEntryError as exc:
-                self.log.warning("corrupt worker record", worker=worker_id, error=str(exc))
-                continue
-            out.append(WorkerInfo(worker_id, worker_id.split(".", 1)[0], from_ms(created)))
-        return sorted(out, key=lambda w: w.created_at)
+        return await self._queries.job_info(check_key(key))
+
+    async def pool_jobs(self, worker: str | None = None) -> list[JobInfo]:
+        """Every job of the pool, or only those of the worker with id ``worker``, sorted by
+        key; one round trip per 500 jobs. Not a snapshot: a job that moves meanwhile is listed
+        where its record was when its page was read."""
+        self._check_open()
+        if worker is not None:
+            check_name(worker, "worker id")
+        return await self._queries.pool_jobs(worker)
+
+    async def pool_workers(self) -> list[WorkerInfo]:
+        """Every worker of the pool, on every node, with its host, pid and job count."""
+        self._check_open()
+        return await self._queries.pool_workers()
 
     async def close(self) -> None:
         """Leave the pool: this node's jobs move to workers on other nodes (stop() runs here
@@ -338,6 +345,8 @@ class Node:
             await self._refresh_ring()
 
     async def on_beat(self, beat: Beat) -> None:
+        if beat.reaped:
+            self.log.info("reaped expired leases", reaped=beat.reaped, released=beat.released)
         if beat.missing:
             await self._rejoin(beat.missing)
         if beat.version and beat.version != self._members.ring.version:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import redis.asyncio as aioredis
 from uhashring import HashRing
 
-from ._codec import CorruptEntryError, decode_created_ms
+from ._codec import CorruptEntryError, decode_worker
 from ._keys import Keys
 
 
@@ -46,7 +46,7 @@ async def load_ring(client: aioredis.Redis, keys: Keys) -> tuple[Ring, list[str]
     for raw_id, raw in registered.items():
         worker_id = raw_id.decode("utf-8", "replace")
         try:
-            created = decode_created_ms(raw)
+            created = decode_worker(raw).created_ms
         except CorruptEntryError:
             corrupt.append(worker_id)
             continue

@@ -6,6 +6,8 @@ runs EVALSHA and loads the script again only when the server answers NOSCRIPT (a
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -23,10 +25,12 @@ _NAMES = (
     "assign",
     "claim",
     "heartbeat",
+    "job_infos",
     "join",
     "leave",
     "notify",
     "owned_jobs",
+    "pool_workers",
     "started",
     "stop",
     "stopped",
@@ -67,6 +71,8 @@ class Beat:
     shutdown: bool
     routable: list[tuple[str, int]]
     corrupt: list[str]
+    reaped: list[str]  # worker and node ids whose expired lease this beat removed
+    released: int  # jobs the reaped workers had (back in the queue, or deleted if stopping)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +160,17 @@ class Scripts:
             int(may_reap),
             int(read_meta),
         ]
-        now, missing, expiry, version, shutdown, routable, corrupt = await self._run(
-            "heartbeat", [*args, *workers]
-        )
+        (
+            now,
+            missing,
+            expiry,
+            version,
+            shutdown,
+            routable,
+            corrupt,
+            reaped,
+            released,
+        ) = await self._run("heartbeat", [*args, *workers])
         pairs = [(text(routable[i]), int(routable[i + 1])) for i in range(0, len(routable), 2)]
         return Beat(
             now_ms=int(now),
@@ -166,11 +180,14 @@ class Scripts:
             shutdown=bool(shutdown),
             routable=pairs,
             corrupt=[text(c) for c in corrupt],
+            reaped=[text(r) for r in reaped],
+            released=int(released),
         )
 
     async def join(self, worker: str, ttl_ms: int) -> tuple[str, int] | None:
-        """The new membership version and the server time, or None when shutting down."""
-        res = await self._run("join", [worker, ttl_ms])
+        """The new membership version and the server time, or None when shutting down. The
+        worker record names this process (host, pid) for pool_workers() and job_info()."""
+        res = await self._run("join", [worker, ttl_ms, socket.gethostname(), os.getpid()])
         return (text(res[1]), int(res[2])) if text(res[0]) == "ok" else None
 
     async def leave(self, worker: str) -> str:
@@ -183,6 +200,26 @@ class Scripts:
                 (text(flat[i]), int(flat[i + 1]), text(flat[i + 2])) for i in range(0, len(flat), 3)
             ]
         return out
+
+    async def pool_workers(self) -> list[tuple[str, bytes, int]]:
+        """(worker id, raw worker record, job count) of every registered worker."""
+        flat = await self._run("pool_workers", [])
+        return [
+            (text(flat[i]), bytes(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)
+        ]
+
+    async def job_infos(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The packed info of each job, in order: None when missing, b"corrupt" when corrupt."""
+        res = await self._run("job_infos", ["keys", *keys])
+        return [None if raw is None else bytes(raw) for raw in res[1:]]
+
+    async def worker_job_infos(
+        self, worker: str, cursor: str, count: int
+    ) -> tuple[str, list[bytes]]:
+        """One page of the packed infos of a worker's jobs, and the cursor of the next page
+        ('0' when there is none)."""
+        res = await self._run("job_infos", ["worker", worker, cursor, count])
+        return text(res[0]), [bytes(raw) for raw in res[1:]]
 
     async def started(self, outcomes: Sequence[tuple[str, str, int, str, str]]) -> list[str]:
         args: list[str | int] = []

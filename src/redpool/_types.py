@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 
 def from_ms(ms: int) -> datetime:
@@ -46,6 +46,48 @@ class WorkerInfo:
     id: str
     node_id: str
     created_at: datetime
+    host: str | None = None
+    """Host name of the worker's process (None in a record written by an older redpool)."""
+    pid: int | None = None
+    """Process id of the worker's process on ``host``."""
+    job_count: int = 0
+    """Jobs assigned to the worker, in any state from assigned to stopping."""
+
+
+JobState = Literal["queued", "assigned", "starting", "running", "stopping"]
+"""Where a job is: ``queued`` (no worker yet, or waiting for a requeue backoff), ``assigned``
+(its worker was told to start it), ``starting`` (its worker claimed it and runs ``start()``),
+``running`` (``start()`` returned), ``stopping`` (a stop was requested; ``stop()`` has not
+returned yet)."""
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job anywhere in the pool as its record in Redis describes it (without the payload)."""
+
+    key: str
+    state: JobState
+    worker_id: str | None
+    """The worker that owns the job; None while it is queued."""
+    node_id: str | None
+    """The node of that worker (not the dispatcher: see ``dispatcher_id``)."""
+    host: str | None
+    """Host name of that worker's process."""
+    pid: int | None
+    """Process id of that worker's process."""
+    epoch: int
+    """Fencing token of the current assignment (as :attr:`Job.epoch`)."""
+    attempt: int
+    """How many times the job was requeued (as :attr:`Job.attempt`)."""
+    created_at: datetime
+    """When the job was admitted."""
+    started_at: datetime | None
+    """When ``start()`` of the current assignment returned; None until then (also after a
+    move, until the new owner's ``start()`` returned)."""
+    payload_size: int
+    """Length of the payload in bytes (``job_payload()`` returns the payload itself)."""
+    dispatcher_id: str
+    """The node that dispatched the job (:attr:`Job.node_id`)."""
 
 
 @runtime_checkable
