@@ -1,25 +1,35 @@
 -- heartbeat: a node renews its own and its workers' leases, reaps expired leases, trims its
 -- inbox and redelivers overdue starts. Every node runs it a few times per worker TTL.
--- ARG: node, ttl ms, ack grace ms, inbox trim id ('' for none), route limit, reap (1 or 0:
---      0 when the caller's previous beat failed: after an outage every node first renews, so
---      nobody is reaped for an outage that kept everyone from renewing), meta (1: also read
---      the membership version and the shutdown flag, which the event stream announces too),
---      own worker ids...
--- Returns {now ms, missing own workers, earliest lease expiry ms (or -1), version ('' when
---   not read), shutdown (0/1), routable (flat key, epoch pairs), corrupt job keys, reaped
+-- ARG: node, ttl ms, ack grace ms, inbox trim id ('' for none), route limit, own worker ids...
+-- Returns {now ms, missing own workers, earliest time a lease may be reaped, ms (or -1),
+--   version, shutdown (0/1), routable (flat key, epoch pairs), corrupt job keys, reaped
 --   worker and node ids, number of jobs the reaped workers had}.
 -- Invariants: a lease is renewed only while it exists, so a worker reaped as dead learns it
 -- (it is listed as missing) instead of coming back to life; a dead worker's jobs are released
 -- in the same step that removes it, exactly once; starts are redelivered only to their current,
 -- live owner, one that holds a lease (a job moves to another worker only once its owner is
--- dead or has let it go).
+-- dead or has let it go); nobody is reaped on evidence from before a gap in the pool's
+-- heartbeats (an outage or a stall that kept everyone from renewing): after a gap every lease
+-- gets one more TTL, measured from the first beat that ran after it.
 local node, ttl, grace, trim, limit = ARG[1], tonumber(ARG[2]), tonumber(ARG[3]), ARG[4], tonumber(ARG[5])
-local may_reap, read_meta = ARG[6] == '1', ARG[7] == '1'
 local now = now_ms()
+
+-- Amnesty. meta.beat is when the last heartbeat of any node ran. Live nodes beat every ttl/3,
+-- so no beat for ttl/2 means Redis was down, stalled or cut off from everyone (a lease can
+-- expire only after ttl/3 + a gap of at least 2/3 ttl). Leases that ran out during the gap
+-- prove nothing: reaping waits until meta.amnesty, one TTL after the first beat past the gap.
+local meta = redis.call('HMGET', META, 'beat', 'amnesty', 'version', 'shutdown')
+local last, amnesty = tonumber(meta[1]), tonumber(meta[2]) or 0
+if not last or now - last > ttl / 2 then
+  amnesty = now + ttl
+  redis.call('HSET', META, 'beat', now, 'amnesty', amnesty)
+else
+  redis.call('HSET', META, 'beat', now)
+end
 
 -- Renew (XX: only leases that still exist; CH counts them).
 local ids, renew = {node}, {now + ttl, node}
-for i = 8, #ARG do
+for i = 6, #ARG do
   ids[#ids + 1] = ARG[i]
   renew[#renew + 1] = now + ttl
   renew[#renew + 1] = ARG[i]
@@ -40,7 +50,7 @@ end
 -- Reap.
 local first = redis.call('ZRANGE', LEASES, 0, 0, 'WITHSCORES')
 local reaped_ids, released = {}, 0
-if may_reap and first[2] and tonumber(first[2]) <= now then
+if now >= amnesty and first[2] and tonumber(first[2]) <= now then
   local reaped = 0
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, 100)) do
     redis.call('ZREM', LEASES, id)
@@ -53,9 +63,11 @@ if may_reap and first[2] and tonumber(first[2]) <= now then
       redis.call('DEL', inbox(id))
     end
   end
-  if reaped > 0 then bump_version() end
+  if reaped > 0 then meta[3] = bump_version() end
   first = redis.call('ZRANGE', LEASES, 0, 0, 'WITHSCORES')
 end
+local reap_at = -1
+if first[2] then reap_at = math.max(tonumber(first[2]), amnesty) end
 
 if trim ~= '' then redis.call('XTRIM', inbox(node), 'MINID', trim) end
 
@@ -83,11 +95,7 @@ if due[2] and tonumber(due[2]) <= now then
   end
 end
 
-local version, shutdown = '', 0
-if read_meta then
-  local meta = redis.call('HMGET', META, 'version', 'shutdown')
-  version = meta[1] or '0'
-  if meta[2] then shutdown = 1 end
-end
-return {now, missing, tonumber(first[2] or -1), version, shutdown, routable, corrupt, reaped_ids,
+local shutdown = 0
+if meta[4] then shutdown = 1 end
+return {now, missing, reap_at, tostring(meta[3] or '0'), shutdown, routable, corrupt, reaped_ids,
         released}

@@ -3,9 +3,8 @@ and the pool's event stream (membership, shutdown), in one XREAD."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import redis.asyncio as aioredis
 from redis.typing import KeyT, StreamIdT
@@ -13,12 +12,12 @@ from structlog.typing import FilteringBoundLogger
 
 from ._codec import CorruptEntryError, Message, decode_message, text
 from ._dispatch import Dispatcher
+from ._host import Host
 from ._keys import Keys
-from ._lease import Lease
+from ._lease import LeaseClock
 from ._options import Options
 from ._scripts import Scripts
 from ._types import Job, from_ms
-from ._worker import Worker
 
 READ_COUNT = 1000
 
@@ -65,21 +64,18 @@ class InboxRouter:
     def __init__(
         self,
         scripts: Scripts,
-        workers: Mapping[str, Worker],
-        lease: Lease,
+        host: Host,
+        lease: LeaseClock,
         dispatcher: Dispatcher,
         options: Options,
-        report_stopped: Callable[[str, str, int], Coroutine[Any, Any, None]],
-        spawn: Callable[[Coroutine[Any, Any, None]], None],
         log: FilteringBoundLogger,
     ) -> None:
         self._scripts = scripts
-        self._workers = workers
+        self._host = host
+        self._workers = host.workers
         self._lease = lease
         self._dispatcher = dispatcher
         self._options = options
-        self._report_stopped = report_stopped
-        self._spawn = spawn
         self.log = log
 
     async def on_messages(self, messages: list[Message]) -> None:
@@ -107,11 +103,14 @@ class InboxRouter:
         worker = self._workers.get(item.worker)
         if item.kind == "notify":
             if worker is not None:
-                worker.notify(item.key, item.epoch)
+                worker._notify(item.key, item.epoch)
         elif worker is not None:
-            worker.begin_stop(item.key, item.epoch)
+            worker._begin_stop(item.key, item.epoch)
         else:
-            self._spawn(self._report_stopped(item.key, item.worker, item.epoch))
+            self._host.spawn(
+                self._host.report_stopped(item.key, item.worker, item.epoch),
+                f"reporting the stop of {item.key!r}",
+            )
 
     async def _start(self, starts: list[_Ref]) -> None:
         """Start what this node's workers were sent. A first delivery read promptly is started
@@ -121,7 +120,7 @@ class InboxRouter:
         for ref in starts:
             key, worker_id, epoch = ref.key, ref.worker, ref.epoch
             worker = self._workers.get(worker_id)
-            if worker is None or not worker.accepting or worker.local_epoch(key) is not None:
+            if worker is None or not worker._accepting or worker._local_epoch(key) is not None:
                 continue
             if not self._lease.valid():
                 return  # fenced: the records keep these starts for later deliveries
@@ -129,7 +128,7 @@ class InboxRouter:
                 withdraw_at, payload, dispatcher, admitted_ms = ref.first
                 now = self._lease.server_now_ms()
                 if self._options.may_start_unclaimed(now, withdraw_at, self._lease.valid_for()):
-                    worker.begin_start(
+                    worker._begin_start(
                         Job(key, payload, from_ms(admitted_ms), worker_id, dispatcher)
                     )
                     continue
@@ -141,9 +140,9 @@ class InboxRouter:
             items, await self._scripts.claim(items), strict=True
         ):
             worker = self._workers.get(worker_id)
-            if claimed is None or worker is None or not worker.accepting:
+            if claimed is None or worker is None or not worker._accepting:
                 continue  # a claimed job not started here is rerouted by its record
-            worker.begin_start(
+            worker._begin_start(
                 Job(
                     key=key,
                     payload=claimed.payload,

@@ -69,12 +69,12 @@ class Membership:
         moves = [
             (worker, key, epoch)
             for worker in workers
-            for key, epoch in worker.running_keys()
+            for key, epoch in worker._running_keys()
             if ring.route(key) != worker.id
         ]
         if not moves:
             return
-        stopped = await asyncio.gather(*(w.stop_local(k, e) for w, k, e in moves))
+        stopped = await asyncio.gather(*(w._stop_local(k, e) for w, k, e in moves))
         handed = [(k, e) for (_, k, e), ok in zip(moves, stopped, strict=True) if ok]
         if handed:
             await self.assign(handed)

@@ -6,24 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import cast
 
 import msgpack
 import redis.asyncio as aioredis
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from ._batch import Batcher
 from ._codec import CorruptEntryError, Message, decode_record
 from ._dispatch import Dispatcher
+from ._host import Host
 from ._inbox import InboxReader, InboxRouter
 from ._keys import Keys
-from ._lease import Lease
+from ._lease import Lease, LeaseClock
 from ._membership import Membership
 from ._options import Options
 from ._queries import Queries
@@ -33,7 +31,7 @@ from ._schedule import Schedule, ticker_name
 from ._scripts import Beat, Scripts
 from ._tasks import cancel, supervise
 from ._ticker import Ticker
-from ._types import JobHandler, JobInfo, JobProducer, WorkerInfo, from_ms
+from ._types import JobHandler, JobInfo, JobProducer, WorkerInfo
 from ._validate import check_handler, check_key, check_name, interval_ms
 from ._worker import Worker
 from .errors import (
@@ -42,10 +40,6 @@ from .errors import (
     PoolError,
     PoolShuttingDownError,
 )
-
-T = TypeVar("T")
-_Started = tuple[str, str, int, str, str]
-_Stopped = tuple[str, str, int]
 
 
 class Node:
@@ -71,50 +65,50 @@ class Node:
         self._members = Membership(client, self._keys, self._scripts, options, self.log)
         self._dispatcher = Dispatcher(self.id, pool_name, self._scripts, options, self._members)
         self._queries = Queries(client, self._keys, self._scripts, self.log)
-        self._workers: dict[str, Worker] = {}
-        self._worker_seq = itertools.count(1)
+        self._clock = clock = LeaseClock()
+        self._host = Host(
+            self.id, pool_name, clock, self._members, self._scripts, options, self.log
+        )
         self._closed = False
         self._shutdown = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._side_tasks: set[asyncio.Task[None]] = set()
-        self._lease = Lease(self, self._scripts, options)
-        self._reconciler = Reconciler(self, self._scripts, options)
+        self._lease = Lease(
+            self.id,
+            clock,
+            self._host,
+            self._members,
+            self._scripts,
+            options,
+            self.log,
+            self._on_beat,
+            lambda: self._inbox.inbox_cursor if self._inbox else "",
+        )
+        self._reconciler = Reconciler(self._host, self._members, self._scripts, options)
         self._inbox: InboxReader | None = None
-        self._fenced_jobs: list[tuple[str, int]] = []
-        self._fence_stops: asyncio.Future[list[None]] | None = None
         self._left = asyncio.Event()  # set once _close() has finished
-        self._trimmed = ""  # inbox cursor passed to the last heartbeat's trim
         self._reader_client: aioredis.Redis | None = None
         self._tickers: list[Ticker] = []
         self._schedules: list[asyncio.Task[None]] = []
-        self._started: Batcher[_Started, str] = Batcher(self._scripts.started)
-        self._stopped: Batcher[_Stopped, int] = Batcher(self._flush_stopped)
 
     def __repr__(self) -> str:
-        return f"<redpool.Node {self.id} pool={self.pool_name!r} workers={len(self._workers)}>"
+        workers = len(self._host.workers)
+        return f"<redpool.Node {self.id} pool={self.pool_name!r} workers={workers}>"
 
     async def _open(self) -> None:
-        await self._refresh_ring()
+        await self._host.refresh_ring()
         last = await self._client.xrevrange(self._keys.events, count=1)
         # The blocking read gets a connection of its own: cancelling it on close must not
         # leave a broken connection in the pool every other call uses.
         self._reader_client = sibling(self._client, max_connections=1)
         router = InboxRouter(
-            self._scripts,
-            self._workers,
-            self._lease,
-            self._dispatcher,
-            self._opts,
-            self.report_stopped,
-            self._spawn,
-            self.log,
+            self._scripts, self._host, self._clock, self._dispatcher, self._opts, self.log
         )
         self._inbox = InboxReader(
             self._reader_client,
             self._keys,
             self.id,
             router,
-            self.on_events,
+            self._on_events,
             self._opts.job_sink_block,
             last[0][0].decode() if last else "0-0",
         )
@@ -140,7 +134,7 @@ class Node:
 
     def workers(self) -> list[Worker]:
         """The workers of this node."""
-        return list(self._workers.values())
+        return list(self._host.workers.values())
 
     async def add_worker(self, handler: JobHandler) -> Worker:
         """Add a worker running ``handler``; it takes its share of the pool's keys at once."""
@@ -148,22 +142,16 @@ class Node:
         if self._opts.client_only:
             raise PoolError("a client-only node cannot add workers; create it without client_only")
         check_handler(handler)
-        worker_id = f"{self.id}.{next(self._worker_seq)}"
-        joined = await self._scripts.join(worker_id, self._opts.ttl_ms)
-        if joined is None:
-            raise PoolShuttingDownError(f"pool {self.pool_name!r} is shutting down")
-        worker = Worker(worker_id, from_ms(joined[1]), handler, self)
-        self._workers[worker_id] = worker
-        await self._refresh_ring()
+        worker = await self._host.add(handler)
         self._lease.wake()  # route queued jobs to the new worker now
         return worker
 
     async def remove_worker(self, worker: Worker) -> None:
         """Stop the worker's jobs here and hand them to the other workers of the pool."""
         self._check_open()
-        if self._workers.get(worker.id) is not worker:
+        if self._host.workers.get(worker.id) is not worker:
             raise InvalidArgumentError(f"{worker!r} is not a worker of this node")
-        await self._remove_worker(worker)
+        await self._host.remove([worker])
         await self._lease.beat()  # route its jobs now, not at the next beat
 
     async def dispatch_job(self, key: str, payload: bytes = b"") -> None:
@@ -205,7 +193,7 @@ class Node:
         ticker = Ticker(name, self._client, self._keys, self._scripts, self.log)
         plan = Schedule(producer, ticker, self._dispatcher, self._client, self._keys, self.log)
         self._tickers.append(ticker)
-        self._schedules.append(asyncio.create_task(plan.run(), name=f"redpool:{name}"))
+        self._schedules.append(supervise(name, plan.step, self.log))
 
     async def job_keys(self) -> list[str]:
         """Keys of every job in the pool, whatever its state (from admitted to stopping)."""
@@ -293,93 +281,6 @@ class Node:
     ) -> None:
         await self.close()
 
-    # -- for the workers, the lease, the inbox reader and the reconciler ---------------------
-
-    def lease_valid(self) -> bool:
-        return self._lease.valid()
-
-    def worker_ids(self) -> list[str]:
-        return list(self._workers)
-
-    def active_workers(self) -> list[Worker]:
-        return [w for w in self._workers.values() if w.accepting]
-
-    def inbox_trim_id(self) -> str:
-        """The cursor, when it moved since the last trim ('' means nothing to trim)."""
-        cursor = self._inbox.inbox_cursor if self._inbox else ""
-        if cursor == self._trimmed:
-            return ""
-        self._trimmed = cursor
-        return cursor
-
-    async def report_started(
-        self, key: str, worker: str, epoch: int, outcome: str, message: str
-    ) -> str:
-        item = (key, worker, epoch, outcome, message)
-        return await self._for_worker(
-            lambda: self._started.submit(item), f"reporting the start of {key!r}"
-        )
-
-    async def report_stopped(self, key: str, worker: str, epoch: int) -> None:
-        item = (key, worker, epoch)
-        await self._for_worker(lambda: self._stopped.submit(item), f"reporting the stop of {key!r}")
-
-    async def take_notes(self, key: str, worker: str, epoch: int) -> list[bytes]:
-        return await self._for_worker(
-            lambda: self._scripts.take_notes(key, worker, epoch), f"taking notes of {key!r}"
-        )
-
-    async def _for_worker(self, call: Callable[[], Awaitable[T]], what: str) -> T:
-        """A worker's call to Redis, retried while its lease could still hold (one TTL)."""
-        return await retry_transient(call, time.monotonic() + self._opts.worker_ttl, what)
-
-    async def _flush_stopped(self, items: Sequence[_Stopped]) -> list[int]:
-        await self._scripts.stopped(items)
-        return [1] * len(items)
-
-    async def on_events(self, events: list[Message]) -> None:
-        kinds = {e.kind for e in events}
-        if "shutdown" in kinds:
-            self._spawn(self._leave_for_shutdown())
-        elif "members" in kinds:
-            await self._refresh_ring()
-
-    async def on_beat(self, beat: Beat) -> None:
-        if beat.reaped:
-            self.log.info("reaped expired leases", reaped=beat.reaped, released=beat.released)
-        if beat.missing:
-            await self._rejoin(beat.missing)
-        if beat.version and beat.version != self._members.ring.version:
-            await self._refresh_ring()
-        if beat.shutdown and not self._shutdown:
-            self._spawn(self._leave_for_shutdown())
-            return
-        if beat.routable:
-            await self._members.assign(beat.routable)
-        for key in beat.corrupt:
-            self.log.error("corrupt job record left alone; stop_job() removes it", key=key)
-
-    async def reroute(self, jobs: Sequence[tuple[str, int]]) -> None:
-        await self._members.assign(jobs)
-
-    async def on_fence(self) -> None:
-        if not self._lease.fenced:
-            return  # renewed again before this task ran
-        workers = list(self._workers.values())
-        self._fenced_jobs = [job for w in workers for job in w.running_keys()]
-        self._fence_stops = asyncio.gather(*(w.stop_all() for w in workers))
-        await self._fence_stops
-
-    async def on_unfence(self) -> None:
-        if self._fence_stops is not None:
-            await self._fence_stops  # every stop() here returns before a job may move
-            self._fence_stops = None
-        # The lease held, so the records still name these jobs' assignments (the epoch check
-        # fails for any that moved meanwhile): route them again now, most likely back here.
-        jobs, self._fenced_jobs = self._fenced_jobs, []
-        if jobs:
-            await self._members.assign(jobs)
-
     # -- internals --------------------------------------------------------------------------
 
     def _check_full_node(self, what: str) -> None:
@@ -393,44 +294,27 @@ class Node:
         if self._closed:
             raise PoolClosedError(f"node {self.id} is closed")
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._side_tasks.add(task)
-        task.add_done_callback(self._side_tasks.discard)
+    async def _on_events(self, events: list[Message]) -> None:
+        kinds = {e.kind for e in events}
+        if "shutdown" in kinds:
+            self._host.spawn(self._leave_for_shutdown(), "leaving for the pool shutdown")
+        elif "members" in kinds:
+            await self._host.refresh_ring()
 
-    async def _refresh_ring(self) -> None:
-        if await self._members.refresh() and not self._opts.client_only:
-            self._spawn(self._members.rebalance(self.active_workers()))
-
-    async def _rejoin(self, missing: list[str]) -> None:
-        """Workers reaped as dead while this node was cut off come back under new ids."""
-        for old_id in missing:
-            worker = self._workers.get(old_id)
-            if worker is None:
-                continue
-            await worker.stop_all()
-            new_id = f"{self.id}.{next(self._worker_seq)}"
-            # If this fails the worker stays under its old id: the next beat lists it again.
-            joined = await self._scripts.join(new_id, self._opts.ttl_ms)
-            del self._workers[old_id]
-            if joined is None:
-                worker.retire()
-                continue
-            self.log.warning("worker was declared dead; rejoined", old=old_id, new=new_id)
-            worker.rename(new_id)
-            self._workers[new_id] = worker
-        await self._refresh_ring()
-
-    async def _remove_worker(self, worker: Worker) -> None:
-        worker.retire()
-        await worker.stop_all()
-        await retry_transient(
-            lambda: self._scripts.leave(worker.id),
-            time.monotonic() + self._opts.worker_ttl,
-            f"removing worker {worker.id}",
-        )
-        self._workers.pop(worker.id, None)
-        await self._refresh_ring()
+    async def _on_beat(self, beat: Beat) -> None:
+        if beat.reaped:
+            self.log.info("reaped expired leases", reaped=beat.reaped, released=beat.released)
+        if beat.missing:
+            self._host.rejoin(beat.missing)
+        if beat.version != self._members.ring.version:
+            await self._host.refresh_ring()
+        if beat.shutdown and not self._shutdown:
+            self._host.spawn(self._leave_for_shutdown(), "leaving for the pool shutdown")
+            return
+        if beat.routable:
+            await self._members.assign(beat.routable)
+        for key in beat.corrupt:
+            self.log.error("corrupt job record left alone; stop_job() removes it", key=key)
 
     async def _leave_for_shutdown(self, initiator: bool = False) -> None:
         if self._shutdown:
@@ -453,15 +337,13 @@ class Node:
             self._left.set()
 
     async def _leave(self, reason: PoolError, release: bool, release_client: bool) -> None:
-        for worker in list(self._workers.values()):
-            if release:
-                try:
-                    await self._remove_worker(worker)
-                except UNREACHABLE as exc:
-                    self.log.warning("could not hand jobs over; their leases will", error=repr(exc))
-            else:
-                worker.retire()
-                await worker.stop_all()
+        if not release:
+            await self._host.stop_all()
+        elif self._host.workers:
+            try:
+                await self._host.remove(list(self._host.workers.values()))
+            except UNREACHABLE as exc:
+                self.log.warning("could not hand jobs over; their leases will", error=repr(exc))
         if release:
             with contextlib.suppress(*TRANSIENT):
                 await self._lease.beat(timeout=self._opts.heartbeat_interval)
@@ -473,7 +355,7 @@ class Node:
         self._dispatcher.fail_all(reason)
         # A worker still here could not leave (Redis was unreachable): its lease stays and
         # expires, and the reaper releases its jobs. On a shutdown they all go with the pool.
-        leases = [self.id, *self._workers] if self._shutdown else [self.id]
+        leases = [self.id, *self._host.workers] if self._shutdown else [self.id]
         try:
             pipe = self._client.pipeline(transaction=True)
             pipe.zrem(self._keys.leases, *leases)
@@ -481,7 +363,7 @@ class Node:
             await pipe.execute()
         except TRANSIENT as exc:
             self.log.warning("could not deregister; the lease will expire", error=repr(exc))
-        self._workers.clear()
+        self._host.workers.clear()
         if release_client:
             await self._release_client()
         self.log.info("node left", reason=str(reason))

@@ -15,27 +15,27 @@ on two passes in a row (so it never races an operation that is merely in flight)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
 
+from ._host import Host
+from ._membership import Membership
 from ._options import Options
 from ._scripts import Scripts
-from ._worker import Worker
-
-_Finding = tuple[str, str, str, int, str]  # (kind, worker id, key, epoch, state)
 
 
-class ReconcileHost(Protocol):
-    def active_workers(self) -> list[Worker]: ...
-
-    async def reroute(self, jobs: Sequence[tuple[str, int]]) -> None: ...
-
-    async def report_stopped(self, key: str, worker: str, epoch: int) -> None: ...
+@dataclass(frozen=True, slots=True)
+class _Finding:
+    kind: str  # orphan, unstopped or stray
+    worker: str
+    key: str
+    epoch: int
+    state: str  # the record's state ('' for a stray)
 
 
 class Reconciler:
-    def __init__(self, host: ReconcileHost, scripts: Scripts, options: Options) -> None:
+    def __init__(self, host: Host, members: Membership, scripts: Scripts, options: Options) -> None:
         self._host = host
+        self._members = members
         self._scripts = scripts
         self._interval = options.reconcile_interval
         self._suspects: set[_Finding] = set()
@@ -56,25 +56,25 @@ class Reconciler:
         for worker_id, worker in workers.items():
             recorded = {key: epoch for key, epoch, _ in records.get(worker_id, [])}
             for key, epoch, state in records.get(worker_id, []):
-                here = worker.local_epoch(key) == epoch
+                here = worker._local_epoch(key) == epoch
                 if state == "stopping" and here:
-                    found.add(("unstopped", worker_id, key, epoch, state))
+                    found.add(_Finding("unstopped", worker_id, key, epoch, state))
                 elif state in ("starting", "running", "stopping") and not here:
-                    found.add(("orphan", worker_id, key, epoch, state))
-            for key, epoch in worker.running_keys():
+                    found.add(_Finding("orphan", worker_id, key, epoch, state))
+            for key, epoch in worker._running_keys():
                 if recorded.get(key) != epoch:
-                    found.add(("stray", worker_id, key, epoch, ""))
+                    found.add(_Finding("stray", worker_id, key, epoch, ""))
         confirmed = found & self._suspects
         self._suspects = found - confirmed
         reroute: list[tuple[str, int]] = []
-        for kind, worker_id, key, epoch, state in confirmed:
-            if kind == "stray":
-                await workers[worker_id].stop_local(key, epoch)
-            elif kind == "unstopped":
-                await workers[worker_id].stop_local(key, epoch, report=True)
-            elif state == "stopping":
-                await self._host.report_stopped(key, worker_id, epoch)
+        for f in confirmed:
+            if f.kind == "stray":
+                await workers[f.worker]._stop_local(f.key, f.epoch)
+            elif f.kind == "unstopped":
+                await workers[f.worker]._stop_local(f.key, f.epoch, report=True)
+            elif f.state == "stopping":
+                await self._host.report_stopped(f.key, f.worker, f.epoch)
             else:
-                reroute.append((key, epoch))
+                reroute.append((f.key, f.epoch))
         if reroute:
-            await self._host.reroute(reroute)
+            await self._members.assign(reroute)

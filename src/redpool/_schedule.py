@@ -1,6 +1,7 @@
 """Schedules: a producer's plan() runs on one node per interval, pool-wide (it rides a
 distributed ticker), and its plan is applied: starts dispatched concurrently (a key already
-running is skipped without holding up the rest), stops, and stop_all."""
+running is skipped without holding up the rest), stops, and stop_all. Each node's schedule
+runs as a supervised loop, so an unreachable Redis costs a tick, not the schedule."""
 
 from __future__ import annotations
 
@@ -38,23 +39,39 @@ class Schedule:
         self._client = client
         self._jobs = keys.schedule_jobs(producer.name)
         self._log = log.bind(schedule=producer.name)
+        self._ending = False
 
-    async def run(self) -> None:
-        async for _ in self._ticker:
+    async def step(self) -> bool:
+        """Wait for the next tick this node wins and apply its plan; True once the schedule is
+        over here. Run under supervise(): an error (Redis unreachable) costs one tick."""
+        if not self._ending:
             try:
-                plan = await call_maybe_async(self._producer.plan)
-            except ScheduleStop:
-                self._log.info("plan() raised ScheduleStop; ending the schedule pool-wide")
-                await self._ticker.stop()
-                await self._client.unlink(self._jobs)
-                return
-            except Exception as exc:
-                self._log.warning("plan() raised; trying again next interval", error=repr(exc))
-                continue
-            if not isinstance(plan, JobPlan):
-                self._log.warning("plan() did not return a JobPlan", got=type(plan).__name__)
-                continue
-            await self.apply(plan)
+                await anext(self._ticker)
+            except StopAsyncIteration:
+                return True  # closed here, or stopped pool-wide
+            self._ending = await self._plan_and_apply()
+            if not self._ending:
+                return False
+        # ScheduleStop: end it pool-wide (a failure here is retried by the supervisor).
+        await self._ticker.stop()
+        await self._client.unlink(self._jobs)
+        return True
+
+    async def _plan_and_apply(self) -> bool:
+        """True when plan() raised ScheduleStop."""
+        try:
+            plan = await call_maybe_async(self._producer.plan)
+        except ScheduleStop:
+            self._log.info("plan() raised ScheduleStop; ending the schedule pool-wide")
+            return True
+        except Exception as exc:
+            self._log.warning("plan() raised; trying again next interval", error=repr(exc))
+            return False
+        if not isinstance(plan, JobPlan):
+            self._log.warning("plan() did not return a JobPlan", got=type(plan).__name__)
+            return False
+        await self.apply(plan)
+        return False
 
     async def apply(self, plan: JobPlan) -> None:
         await asyncio.gather(*(self._start(param) for param in plan.start))

@@ -63,11 +63,31 @@ class Claimed:
 
 
 @dataclass(frozen=True, slots=True)
+class Started:
+    """A worker's report of how start() ended for one assignment."""
+
+    key: str
+    worker: str
+    epoch: int
+    outcome: str  # ok, error or requeue
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """A worker's report that stop() ran for one assignment (the key may be freed)."""
+
+    key: str
+    worker: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
 class Beat:
     now_ms: int
     missing: list[str]
-    next_expiry_ms: int
-    version: str  # '' on beats that did not read it
+    reap_at_ms: int  # when the next lease may be reaped (-1: no lease at all)
+    version: str
     shutdown: bool
     routable: list[tuple[str, int]]
     corrupt: list[str]
@@ -148,34 +168,24 @@ class Scripts:
         grace_ms: int,
         trim: str,
         route_limit: int,
-        may_reap: bool,
-        read_meta: bool,
     ) -> Beat:
-        args: list[str | int | bytes] = [
-            node,
-            ttl_ms,
-            grace_ms,
-            trim,
-            route_limit,
-            int(may_reap),
-            int(read_meta),
-        ]
+        args: list[str | int | bytes] = [node, ttl_ms, grace_ms, trim, route_limit, *workers]
         (
             now,
             missing,
-            expiry,
+            reap_at,
             version,
             shutdown,
             routable,
             corrupt,
             reaped,
             released,
-        ) = await self._run("heartbeat", [*args, *workers])
+        ) = await self._run("heartbeat", args)
         pairs = [(text(routable[i]), int(routable[i + 1])) for i in range(0, len(routable), 2)]
         return Beat(
             now_ms=int(now),
             missing=[text(m) for m in missing],
-            next_expiry_ms=int(expiry),
+            reap_at_ms=int(reap_at),
             version=text(version),
             shutdown=bool(shutdown),
             routable=pairs,
@@ -190,8 +200,8 @@ class Scripts:
         res = await self._run("join", [worker, ttl_ms, socket.gethostname(), os.getpid()])
         return (text(res[1]), int(res[2])) if text(res[0]) == "ok" else None
 
-    async def leave(self, worker: str) -> str:
-        return text(await self._run("leave", [worker]))
+    async def leave(self, workers: Sequence[str]) -> str:
+        return text(await self._run("leave", list(workers)))
 
     async def owned_jobs(self, workers: Sequence[str]) -> dict[str, list[tuple[str, int, str]]]:
         out: dict[str, list[tuple[str, int, str]]] = {}
@@ -221,19 +231,19 @@ class Scripts:
         res = await self._run("job_infos", ["worker", worker, cursor, count])
         return text(res[0]), [bytes(raw) for raw in res[1:]]
 
-    async def started(self, outcomes: Sequence[tuple[str, str, int, str, str]]) -> list[str]:
+    async def started(self, outcomes: Sequence[Started]) -> list[str]:
         args: list[str | int] = []
-        for key, worker, epoch, outcome, message in outcomes:
-            args += [key, worker, epoch, outcome, message]
+        for o in outcomes:
+            args += [o.key, o.worker, o.epoch, o.outcome, o.message]
         return [text(v) for v in await self._run("started", args)]
 
     async def stop(self, key: str, node: str, request: int) -> str:
         return text((await self._run("stop", [key, node, request]))[0])
 
-    async def stopped(self, stops: Sequence[tuple[str, str, int]]) -> int:
+    async def stopped(self, stops: Sequence[Stopped]) -> int:
         args: list[str | int] = []
-        for key, worker, epoch in stops:
-            args += [key, worker, epoch]
+        for stop in stops:
+            args += [stop.key, stop.worker, stop.epoch]
         return int(await self._run("stopped", args))
 
     async def notify(self, key: str, payload: bytes) -> str:

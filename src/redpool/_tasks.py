@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from structlog.typing import FilteringBoundLogger
@@ -30,11 +30,12 @@ async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
 
 def supervise(
     name: str,
-    step: Callable[[], Awaitable[None]],
+    step: Callable[[], Awaitable[bool | None]],
     log: FilteringBoundLogger,
     max_backoff: float = 2.0,
 ) -> asyncio.Task[None]:
-    """Run ``step`` again and again in a task named ``name`` until the task is cancelled."""
+    """Run ``step`` again and again in a task named ``name`` until the task is cancelled or
+    a step returns True (its work is over, e.g. a schedule that ended)."""
 
     def report(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -47,16 +48,37 @@ def supervise(
         )
 
     async def run() -> None:
-        while True:
+        done: bool | None = False
+        while not done:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(Exception),
                 wait=wait_exponential_jitter(multiplier=0.02, max=max_backoff, jitter=0.05),
                 before_sleep=report,
             ):
                 with attempt:
-                    await step()
+                    done = await step()
 
     return asyncio.create_task(run(), name=f"redpool:{name}")
+
+
+class TaskSet:
+    """Fire-and-forget tasks: held until done (so they are not collected), and a failure is
+    logged with what the task was doing instead of vanishing with the task."""
+
+    def __init__(self, log: FilteringBoundLogger) -> None:
+        self._log = log
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                self._log.error("background task failed", task=what, error=repr(exc))
+
+        task.add_done_callback(done)
 
 
 async def within(aw: Awaitable[T], timeout: float | None) -> T:

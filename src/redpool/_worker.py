@@ -65,43 +65,43 @@ class Worker:
     def is_stopped(self) -> bool:
         return self._stopped
 
-    # -- used by the node -------------------------------------------------------------------
+    # -- used by the node's host (_host.Host) and its loops; private to the package ----------
 
     @property
-    def accepting(self) -> bool:
+    def _accepting(self) -> bool:
         """False once the worker is being removed; fencing is the node's (lease) business."""
         return not self._stopped
 
-    def local_epoch(self, key: str) -> int | None:
+    def _local_epoch(self, key: str) -> int | None:
         local = self._jobs.get(key)
         return None if local is None or local.gone else local.job.epoch
 
-    def running_keys(self) -> list[tuple[str, int]]:
+    def _running_keys(self) -> list[tuple[str, int]]:
         return [(k, v.job.epoch) for k, v in self._jobs.items() if not v.gone]
 
-    def begin_start(self, job: Job) -> None:
+    def _begin_start(self, job: Job) -> None:
         """Take a job: register it now (so stops and rebalances see it) and start it."""
         local = _Local(job)
         local.job = replace(job, _owned=lambda: not local.gone and self._host.lease_valid())
         self._jobs[job.key] = local
         self._spawn(self._start(local))
 
-    def begin_stop(self, key: str, epoch: int) -> None:
+    def _begin_stop(self, key: str, epoch: int) -> None:
         """A stop was requested for the job at ``epoch``: stop it and report the key free."""
 
         async def stop() -> None:
-            await self.stop_local(key, epoch, report=True)
+            await self._stop_local(key, epoch, report=True)
 
         self._spawn(stop())
 
-    def notify(self, key: str, epoch: int) -> None:
+    def _notify(self, key: str, epoch: int) -> None:
         """Notifications wait for the job at ``epoch``: take and deliver them (after start()
         returned). If the job left this worker meanwhile, they wait for its next owner."""
         local = self._jobs.get(key)
         if local is not None and local.job.epoch == epoch:
             self._spawn(self._deliver_notes(local))
 
-    async def stop_local(self, key: str, epoch: int | None = None, report: bool = False) -> bool:
+    async def _stop_local(self, key: str, epoch: int | None = None, report: bool = False) -> bool:
         """Stop a job here; True if stop() ran. ``report`` frees the key in Redis afterwards
         (also when nothing ran here, so a stop is never left waiting)."""
         local = self._jobs.get(key)
@@ -115,16 +115,16 @@ class Worker:
             await self._stop_locked(local, report)
             return True
 
-    async def stop_all(self) -> None:
+    async def _stop_all(self) -> None:
         """Stop every job here, without freeing keys (their records decide what comes next)."""
-        await asyncio.gather(*(self.stop_local(key) for key in list(self._jobs)))
+        await asyncio.gather(*(self._stop_local(key) for key in list(self._jobs)))
 
-    def rename(self, worker_id: str) -> None:
+    def _rename(self, worker_id: str) -> None:
         """The worker rejoined the pool under a new id (its old one was declared dead)."""
         self.id = worker_id
         self._log = self._host.log.bind(worker=worker_id)
 
-    def retire(self) -> None:
+    def _retire(self) -> None:
         self._stopped = True
 
     # -- internals --------------------------------------------------------------------------
