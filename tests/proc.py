@@ -17,6 +17,10 @@ also appends ``tick`` lines, but only while ``job.is_owned()``: the work a fence
 not do. Notifications append ``note KEY:PAYLOAD``; tickers ``ticked NAME@DUE_MS``; schedules
 ``plan NAME`` each time this process ran plan() (whose JobPlan the test writes, as JSON, to the
 Redis key ``test-plan:NAME``; ``"stop"`` there makes plan() raise ScheduleStop).
+
+A job's payload can make its start() misbehave: ``hang`` never returns (an await that never
+completes); ``block:SECONDS:PATH`` blocks the event loop for SECONDS (time.sleep in the async
+start) on the first process that creates the file PATH, and starts normally elsewhere.
 """
 
 from __future__ import annotations
@@ -53,6 +57,16 @@ class TickingHandler:
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     async def start(self, job: redpool.Job) -> None:
+        if job.payload == b"hang":
+            await asyncio.Event().wait()
+        if job.payload.startswith(b"block:"):
+            _, seconds, path = job.payload.decode().split(":", 2)
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
+                time.sleep(float(seconds))  # noqa: ASYNC251 - the stall under test
         self._log.write("start", job.key)
         self._tasks[job.key] = asyncio.create_task(self._run(job))
 
@@ -126,6 +140,8 @@ async def main() -> None:
     parser.add_argument("--tick", type=float, default=0.02)
     parser.add_argument("--client", action="store_true")
     parser.add_argument("--slow-stop", type=float, default=0.0)
+    parser.add_argument("--start-timeout", type=float, default=None)
+    parser.add_argument("--shutdown-ttl", type=float, default=120.0)
     args = parser.parse_args()
 
     # stdout is the command channel; logs go to stderr.
@@ -139,6 +155,8 @@ async def main() -> None:
         client_only=args.client,
         job_sink_block=1.0,
         max_queued_jobs=100_000,
+        start_timeout=args.start_timeout,
+        worker_shutdown_ttl=args.shutdown_ttl,
     )
     workers = [
         await node.add_worker(TickingHandler(log, args.tick, args.slow_stop))

@@ -66,6 +66,12 @@ async def test_a_handler_without_start_and_stop_is_rejected(make_node):
         await node.add_worker(object())  # type: ignore[arg-type]
 
 
+async def test_a_handler_class_instead_of_an_instance_is_rejected(make_node):
+    node = await make_node()
+    with pytest.raises(redpool.InvalidArgumentError, match=r"instance.*pass Recorder\(\)"):
+        await node.add_worker(Recorder)  # type: ignore[arg-type]
+
+
 async def test_not_a_redis_client_is_rejected():
     with pytest.raises(redpool.InvalidArgumentError, match="redis"):
         await redpool.add_node("pool", 42)  # type: ignore[arg-type]

@@ -84,6 +84,8 @@ async def add_node(
     job_sink_block: float = 5.0,
     client_only: bool = False,
     max_payload_size: int = MIB,
+    start_timeout: float | None = None,
+    sync_threads: int = 32,
     logger: FilteringBoundLogger | None = None,
 ) -> Node:
     """Join (or create) the pool ``pool_name`` on ``redis`` (a client or a URL) and return
@@ -96,6 +98,8 @@ async def add_node(
         job_sink_block=job_sink_block,
         client_only=client_only,
         max_payload_size=max_payload_size,
+        start_timeout=start_timeout,
+        sync_threads=sync_threads,
     )
     client, owns = connect(redis)
     node = Node(pool_name, client, owns, options, logger)

@@ -23,8 +23,8 @@ from ._redis import retry_transient
 from ._scripts import Scripts, Started, Stopped
 from ._tasks import TaskSet
 from ._types import JobHandler, from_ms
-from ._worker import Worker
-from .errors import PoolShuttingDownError
+from ._worker import HandlerThreads, Worker
+from .errors import PoolShuttingDownError, RedisUnavailableError
 
 T = TypeVar("T")
 
@@ -56,6 +56,7 @@ class Host:
         self._tasks = TaskSet(log)
         self._started: Batcher[Started, str] = Batcher(self._scripts.started)
         self._stopped: Batcher[Stopped, int] = Batcher(self._flush_stopped)
+        self.threads = HandlerThreads.sized(options.sync_threads)
 
     def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
         """Run ``coro`` in the background; a failure is logged."""
@@ -71,7 +72,7 @@ class Host:
     ) -> str:
         item = Started(key, worker, epoch, outcome, message)
         return await self._for_worker(
-            lambda: self._started.submit(item), f"reporting the start of {key!r}"
+            lambda: self._started.submit(item), f"reporting the start of {key!r}", locked=True
         )
 
     async def report_stopped(self, key: str, worker: str, epoch: int) -> None:
@@ -80,12 +81,21 @@ class Host:
 
     async def take_notes(self, key: str, worker: str, epoch: int) -> list[bytes]:
         return await self._for_worker(
-            lambda: self._scripts.take_notes(key, worker, epoch), f"taking notes of {key!r}"
+            lambda: self._scripts.take_notes(key, worker, epoch),
+            f"taking notes of {key!r}",
+            locked=True,
         )
 
-    async def _for_worker(self, call: Callable[[], Awaitable[T]], what: str) -> T:
-        """A worker's call to Redis, retried while its lease could still hold (one TTL)."""
-        return await retry_transient(call, time.monotonic() + self._opts.worker_ttl, what)
+    async def _for_worker(
+        self, call: Callable[[], Awaitable[T]], what: str, locked: bool = False
+    ) -> T:
+        """A worker's call to Redis, retried while its lease could still hold (one TTL). A
+        call made under a key's lock (``locked``) is retried only while the lease is valid,
+        so the fence's stop() of that key never waits past the fence time."""
+        limit = self._clock.valid_for() if locked else self._opts.worker_ttl
+        if limit <= 0:
+            raise RedisUnavailableError(f"{what}: not sent, this node is fenced")
+        return await retry_transient(call, time.monotonic() + limit, what)
 
     async def _flush_stopped(self, items: Sequence[Stopped]) -> list[int]:
         await self._scripts.stopped(items)
@@ -119,7 +129,7 @@ class Host:
             joined = await self._scripts.join(worker_id, self._opts.ttl_ms)
             if joined is None:
                 raise PoolShuttingDownError(f"pool {self._pool_name!r} is shutting down")
-            worker = Worker(worker_id, from_ms(joined[1]), handler, self)
+            worker = Worker(worker_id, from_ms(joined[1]), handler, self, self._opts, self.threads)
             self.workers[worker_id] = worker
         await self.refresh_ring()
         return worker

@@ -146,11 +146,19 @@ class Lease:
         await self._on_beat(beat)
         return beat
 
-    def _fence(self) -> None:
+    def fence(self, reason: str) -> None:
+        """Fence now, before the timer would: ``reason`` (a stalled event loop) may have let
+        the lease expire for the other nodes meanwhile."""
+        self._fence(reason)
+
+    def _fence(self, reason: str | None = None) -> None:
         if self._clock.fenced:
             return
         self._clock.fenced = True
-        self._log.warning("lease not renewed in time; fencing: stopping all jobs here")
+        if reason is None:
+            self._log.warning("lease not renewed in time; fencing: stopping all jobs here")
+        else:
+            self._log.error(f"{reason}; fencing: stopping all jobs here")
         self._fenced_jobs += self._host.fence()
 
     async def _resume(self, jobs: Sequence[FencedJob]) -> None:

@@ -33,6 +33,7 @@ from ._tasks import cancel, supervise
 from ._ticker import Ticker
 from ._types import JobHandler, JobInfo, JobProducer, WorkerInfo
 from ._validate import check_handler, check_key, check_name, interval_ms
+from ._watchdog import LoopWatchdog
 from ._worker import Worker
 from .errors import (
     InvalidArgumentError,
@@ -84,6 +85,11 @@ class Node:
             lambda: self._inbox.inbox_cursor if self._inbox else "",
         )
         self._reconciler = Reconciler(self._host, self._members, self._scripts, options)
+        self._watchdog = LoopWatchdog(
+            options.loop_lag_limit,
+            lambda lag: self._lease.fence(f"event loop was blocked for {lag:.3f}s"),
+            self.log,
+        )
         self._inbox: InboxReader | None = None
         self._left = asyncio.Event()  # set once _close() has finished
         self._reader_client: aioredis.Redis | None = None
@@ -122,6 +128,7 @@ class Node:
         )
         if not self._opts.client_only:
             self._tasks.append(supervise("reconcile", self._reconciler.step, self.log))
+            self._watchdog.start()
         self.log.info("node joined", client_only=self._opts.client_only)
 
     # -- public API -------------------------------------------------------------------------
@@ -352,6 +359,8 @@ class Node:
         await cancel([*self._tasks, *self._schedules])
         self._tasks.clear()
         self._lease.close()
+        self._watchdog.close()
+        self._host.threads.close()
         self._dispatcher.fail_all(reason)
         # A worker still here could not leave (Redis was unreachable): its lease stays and
         # expires, and the reaper releases its jobs. On a shutdown they all go with the pool.

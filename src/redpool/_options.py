@@ -34,10 +34,16 @@ class Options:
     job_sink_block: float = 5.0
     client_only: bool = False
     max_payload_size: int = MIB
+    start_timeout: float | None = None
+    """None: ``ack_grace_period`` (see ``start_deadline``)."""
+    sync_threads: int = 32
 
     def __post_init__(self) -> None:
         for name in ("worker_ttl", "ack_grace_period", "worker_shutdown_ttl", "job_sink_block"):
             _positive(name, getattr(self, name))
+        if self.start_timeout is not None:
+            _positive("start_timeout", self.start_timeout)
+        _count("sync_threads", self.sync_threads)
         _count("max_queued_jobs", self.max_queued_jobs)
         _count("max_payload_size", self.max_payload_size)
         if not isinstance(self.client_only, bool):
@@ -47,6 +53,14 @@ class Options:
     def dispatch_timeout(self) -> float:
         """How long dispatch_job waits for a start before withdrawing the job."""
         return 2 * self.ack_grace_period
+
+    @property
+    def start_deadline(self) -> float:
+        """Seconds a start() may take before it fails the dispatch. By default the ack grace
+        period: a start that begins on the first delivery then fails while its dispatcher
+        still waits (``dispatch_timeout`` is twice as long), with JobStartError rather than
+        DispatchTimeoutError, and before the start would be due for redelivery."""
+        return self.ack_grace_period if self.start_timeout is None else self.start_timeout
 
     @property
     def heartbeat_interval(self) -> float:
@@ -68,6 +82,13 @@ class Options:
         withdraw the job, with a margin for the estimate of the server's clock."""
         latest_start_ms = server_now_ms + lease_left * 1000 + FAST_START_MARGIN_MS
         return latest_start_ms < withdraw_at_ms
+
+    @property
+    def loop_lag_limit(self) -> float:
+        """An event-loop stall longer than this fences the node: it is the share of the TTL
+        that fencing leaves stop() (``worker_ttl - fence_after``), which such a stall may
+        have used up, so the lease may have expired for the other nodes meanwhile."""
+        return self.worker_ttl - self.fence_after
 
     @property
     def reconcile_interval(self) -> float:

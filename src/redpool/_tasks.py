@@ -1,4 +1,5 @@
-"""Task utilities: supervised background loops, timeouts, cancellation.
+"""Task utilities: supervised background loops, timeouts, cancellation, and the threads
+that run sync user callbacks.
 
 A supervised loop survives errors: each iteration is retried with exponential backoff and
 jitter (tenacity), logged with the loop's name, and only cancellation stops it. Timeouts use
@@ -8,9 +9,14 @@ cancellation that arrives together with the timeout (the task then never stops).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
+import itertools
+import queue
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from structlog.typing import FilteringBoundLogger
@@ -18,13 +24,92 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 
 T = TypeVar("T")
 
+CANCEL_GRACE = 1.0
+"""Seconds a cancelled user callback gets to unwind before it is abandoned."""
 
-async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
-    """Await an async user callback; run a sync one in a thread so it cannot stall the
-    event loop (and with it the node's lease renewals)."""
+
+class Threads:
+    """Up to ``size`` daemon threads for sync callbacks, started on demand. Daemon threads,
+    unlike a ThreadPoolExecutor's (joined at exit), because a handler that never returns must
+    not keep the process from exiting; such a thread is abandoned, not waited for."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, name: str, size: int) -> None:
+        self._name = name
+        self._size = size
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+        self._queued = 0
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._calls.put(_Call(future, fn, args))
+        with self._lock:
+            self._queued += 1
+            # A thread more while calls wait for one (an idle thread may be taking one now).
+            if self._queued > self._idle and self._threads < self._size:
+                self._threads += 1
+                name = f"redpool-{self._name}-{next(self._ids)}"
+                threading.Thread(target=self._serve, name=name, daemon=True).start()
+        return future
+
+    def close(self) -> None:
+        """Let the idle threads end; a busy one ends when its call returns."""
+        with self._lock:
+            for _ in range(self._threads):
+                self._calls.put(None)
+            self._threads = self._size  # no new threads from now on
+
+    def _serve(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            call = self._calls.get()
+            with self._lock:
+                self._idle -= 1
+                self._queued -= call is not None
+            if call is None:
+                return
+            if not call.future.set_running_or_notify_cancel():
+                continue
+            try:
+                call.future.set_result(call.fn(*call.args))
+            except BaseException as exc:  # handed to the awaiting task
+                call.future.set_exception(exc)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    future: concurrent.futures.Future[Any]
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+
+
+async def call_maybe_async(
+    fn: Callable[..., Any],
+    *args: Any,
+    threads: Threads | None = None,
+    before: Callable[[], None] | None = None,
+) -> Any:
+    """Await an async user callback; run a sync one in ``threads`` (the default executor
+    when None) so it cannot stall the event loop (and with it the node's lease renewals).
+    ``before`` runs in the thread right before a sync ``fn``: a check that may raise once the
+    call has waited for a free thread."""
     if inspect.iscoroutinefunction(fn):
         return await fn(*args)
-    result = await asyncio.to_thread(fn, *args)
+
+    def run() -> Any:
+        if before is not None:
+            before()
+        return fn(*args)
+
+    if threads is None:
+        result = await asyncio.to_thread(run)
+    else:
+        result = await asyncio.wrap_future(threads.submit(run))
     return await result if inspect.isawaitable(result) else result
 
 
@@ -97,6 +182,24 @@ async def within(aw: Awaitable[T], timeout: float | None) -> T:
         await asyncio.wait({task})
         raise asyncio.TimeoutError
     return task.result()
+
+
+async def finish_within(task: asyncio.Future[Any], timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``task``; True if it finished. Otherwise cancel it
+    and give it CANCEL_GRACE to unwind; one that ignores the cancellation (or runs in a thread,
+    which cannot be cancelled) is abandoned: nothing waits for it any longer."""
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if done:
+        return True
+    task.cancel()
+    await asyncio.wait({task}, timeout=CANCEL_GRACE)
+    task.add_done_callback(_retrieve)  # an abandoned task's late failure is not an error
+    return False
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def wait_or_timeout(event: asyncio.Event, delay: float) -> None:

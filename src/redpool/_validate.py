@@ -36,6 +36,11 @@ def interval_ms(interval: object) -> int:
 
 
 def check_handler(handler: object) -> None:
+    if isinstance(handler, type):
+        raise InvalidArgumentError(
+            f"handler must be an instance, got the class {handler.__name__}; pass "
+            f"{handler.__name__}() (one instance per worker)"
+        )
     if not callable(getattr(handler, "start", None)) or not callable(
         getattr(handler, "stop", None)
     ):

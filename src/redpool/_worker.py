@@ -1,9 +1,12 @@
 """A worker: runs its handler's start()/stop() for the jobs it owns, one operation per key at a
-time and in the order they were asked for."""
+time and in the order they were asked for. No handler call can hold a key for good: start() is
+bounded by ``start_timeout`` and stop() by ``worker_shutdown_ttl``."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -11,7 +14,8 @@ from typing import Protocol
 
 from structlog.typing import FilteringBoundLogger
 
-from ._tasks import call_maybe_async
+from ._options import Options
+from ._tasks import Threads, call_maybe_async, finish_within
 from ._types import Job, JobHandler, NotificationHandler
 from .errors import PoolError, Requeue
 
@@ -32,6 +36,27 @@ class WorkerHost(Protocol):
     async def take_notes(self, key: str, worker: str, epoch: int) -> list[bytes]: ...
 
 
+@dataclass(frozen=True)
+class HandlerThreads:
+    """A node's threads for sync handler methods. stop() calls have threads of their own, so a
+    fence or a stop never waits behind slow start() calls (notifications share the starts')."""
+
+    starts: Threads
+    stops: Threads
+
+    @classmethod
+    def sized(cls, size: int) -> HandlerThreads:
+        return cls(Threads("start", size), Threads("stop", size))
+
+    def close(self) -> None:
+        self.starts.close()
+        self.stops.close()
+
+
+class _NotOwned(Exception):
+    """A sync start() that waited for a thread found the job no longer its own."""
+
+
 @dataclass
 class _Local:
     job: Job
@@ -44,12 +69,20 @@ class Worker:
     """A worker of this node; created by :meth:`redpool.Node.add_worker`."""
 
     def __init__(
-        self, worker_id: str, created_at: datetime, handler: JobHandler, host: WorkerHost
+        self,
+        worker_id: str,
+        created_at: datetime,
+        handler: JobHandler,
+        host: WorkerHost,
+        options: Options,
+        threads: HandlerThreads,
     ) -> None:
         self.id = worker_id
         self.created_at = created_at
         self.handler = handler
         self._host = host
+        self._opts = options
+        self._threads = threads
         self._jobs: dict[str, _Local] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
@@ -90,7 +123,10 @@ class Worker:
         """A stop was requested for the job at ``epoch``: stop it and report the key free."""
 
         async def stop() -> None:
-            await self._stop_local(key, epoch, report=True)
+            try:
+                await self._stop_local(key, epoch, report=True)
+            except PoolError as exc:  # the reconciler frees the key from its record
+                self._log.warning("could not report the stop", key=key, error=str(exc))
 
         self._spawn(stop())
 
@@ -102,22 +138,43 @@ class Worker:
             self._spawn(self._deliver_notes(local))
 
     async def _stop_local(self, key: str, epoch: int | None = None, report: bool = False) -> bool:
-        """Stop a job here; True if stop() ran. ``report`` frees the key in Redis afterwards
-        (also when nothing ran here, so a stop is never left waiting)."""
+        """Stop a job here; True if stop() ran. ``report`` (with ``epoch``) frees the key in
+        Redis afterwards, whatever happened here: also when nothing ran, or when the job went
+        while this waited for the key (another stop ran it), so a stop is never left waiting.
+        The report is sent after the key's lock is released: it holds up no other operation."""
         local = self._jobs.get(key)
-        if local is None or (epoch is not None and local.job.epoch != epoch):
-            if report and epoch is not None:
-                await self._host.report_stopped(key, self.id, epoch)
-            return False
-        async with local.lock:
-            if local.gone:
-                return False
-            await self._stop_locked(local, report)
-            return True
+        ran = False
+        if local is not None and (epoch is None or local.job.epoch == epoch):
+            async with local.lock:
+                if not local.gone:
+                    await self._stop_locked(local)
+                    ran = True
+        if report and epoch is not None:
+            await self._host.report_stopped(key, self.id, epoch)
+        return ran
 
     async def _stop_all(self) -> None:
-        """Stop every job here, without freeing keys (their records decide what comes next)."""
-        await asyncio.gather(*(self._stop_local(key) for key in list(self._jobs)))
+        """Stop every job here, without freeing keys (their records decide what comes next).
+        Bounded by worker_shutdown_ttl: a job whose start() or stop() has not returned by
+        then is abandoned (logged), so leaving never hangs on a handler."""
+        stops = {asyncio.ensure_future(self._stop_local(key)): key for key in list(self._jobs)}
+        if not stops:
+            return
+        _, pending = await asyncio.wait(stops, timeout=self._opts.worker_shutdown_ttl)
+        if not pending:
+            return
+        stuck = sorted(stops[task] for task in pending)
+        for task in pending:
+            task.cancel()
+        for key in stuck:
+            local = self._jobs.get(key)
+            if local is not None:
+                self._forget(local)
+        self._log.error(
+            "handlers did not return within worker_shutdown_ttl; abandoning their jobs",
+            keys=stuck,
+            worker_shutdown_ttl=self._opts.worker_shutdown_ttl,
+        )
 
     def _rename(self, worker_id: str) -> None:
         """The worker rejoined the pool under a new id (its old one was declared dead)."""
@@ -147,14 +204,15 @@ class Worker:
             if not self._host.lease_valid():
                 self._forget(local)  # fenced before start(): its record has it delivered again
                 return
-            outcome, message = "ok", ""
             try:
-                await call_maybe_async(self.handler.start, job)
-            except Requeue:
-                outcome = "requeue"
-            except Exception as exc:
-                outcome, message = "error", f"{type(exc).__name__}: {exc}"
-                self._log.info("start failed", key=job.key, error=message)
+                outcome, message = await self._run_start(local)
+            except _NotOwned:
+                self._forget(local)  # fenced while it waited for a thread: as above
+                return
+            if local.gone:  # abandoned by stop_all() while start() ran: nobody else stops it
+                if outcome == "ok":
+                    await self._call_stop(job.key)
+                return
             if outcome != "ok":
                 self._forget(local)
             try:
@@ -172,18 +230,78 @@ class Worker:
                 local.running = True
                 if verdict == "notes":
                     await self._deliver_notes_locked(local)
-            else:
-                await self._stop_locked(local, report=verdict == "stop")
+                return
+            await self._stop_locked(local)
+        if verdict == "stop":
+            await self._host.report_stopped(job.key, self.id, job.epoch)
 
-    async def _stop_locked(self, local: _Local, report: bool) -> None:
-        key = local.job.key
+    async def _run_start(self, local: _Local) -> tuple[str, str]:
+        """start(), bounded by start_timeout: an async one is cancelled then; a sync one
+        cannot be, so it is warned about (once per start_timeout) until it returns, and then
+        stopped. Either way the dispatch fails. Returns (outcome, message) for the report."""
+        job, limit = local.job, self._opts.start_deadline
+
+        def still_owned() -> None:
+            if not job.is_owned():
+                raise _NotOwned
+
+        call = call_maybe_async(
+            self.handler.start, job, threads=self._threads.starts, before=still_owned
+        )
+        task = asyncio.ensure_future(call)
+        began = time.monotonic()
+        late = f"start() did not return within {limit:g}s (start_timeout)"
+        if inspect.iscoroutinefunction(self.handler.start):
+            if not await finish_within(task, limit):
+                self._log.error(late + "; cancelled, the dispatch fails", key=job.key)
+                return "error", late + "; it was cancelled"
+        else:
+            overran = False
+            while not (await asyncio.wait({task}, timeout=limit))[0]:
+                overran = True
+                self._log.warning(
+                    late + "; a sync start() cannot be cancelled: the key stays owned until it "
+                    "returns, then stop() runs and the dispatch fails",
+                    key=job.key,
+                    running_for=round(time.monotonic() - began, 1),
+                )
+            if overran and task.exception() is None:
+                await self._call_stop(job.key)
+                took = time.monotonic() - began
+                return "error", f"{late}; it returned after {took:.1f}s and was stopped"
         try:
-            await call_maybe_async(self.handler.stop, key)
+            task.result()
+        except _NotOwned:
+            raise
+        except Requeue:
+            return "requeue", ""
         except Exception as exc:
-            self._log.warning("stop() raised; the job counts as stopped", key=key, error=repr(exc))
+            message = f"{type(exc).__name__}: {exc}"
+            self._log.info("start failed", key=job.key, error=message)
+            return "error", message
+        return "ok", ""
+
+    async def _stop_locked(self, local: _Local) -> None:
+        await self._call_stop(local.job.key)
         self._forget(local)
-        if report:
-            await self._host.report_stopped(key, self.id, local.job.epoch)
+
+    async def _call_stop(self, key: str) -> None:
+        """stop(), bounded by worker_shutdown_ttl; one that does not return by then is
+        abandoned, and the job counts as stopped."""
+        limit = self._opts.worker_shutdown_ttl
+        task = asyncio.ensure_future(
+            call_maybe_async(self.handler.stop, key, threads=self._threads.stops)
+        )
+        if not await finish_within(task, limit):
+            self._log.error(
+                f"stop() did not return within {limit:g}s (worker_shutdown_ttl); abandoned, "
+                "the job counts as stopped",
+                key=key,
+            )
+        elif task.exception() is not None:
+            self._log.warning(
+                "stop() raised; the job counts as stopped", key=key, error=repr(task.exception())
+            )
 
     async def _deliver_notes(self, local: _Local) -> None:
         async with local.lock:
@@ -202,6 +320,11 @@ class Worker:
             return
         for payload in payloads:
             try:
-                await call_maybe_async(self.handler.handle_notification, key, payload)  # type: ignore[attr-defined]
+                await call_maybe_async(
+                    self.handler.handle_notification,  # type: ignore[attr-defined]
+                    key,
+                    payload,
+                    threads=self._threads.starts,
+                )
             except Exception as exc:
                 self._log.warning("handle_notification raised", key=key, error=repr(exc))
