@@ -63,9 +63,9 @@ class GatedAsync:
 async def test_an_async_start_that_never_returns_fails_the_dispatch_and_frees_the_key(make_node):
     node = await make_node(start_timeout=0.3, ack_grace_period=5.0)
     await node.add_worker(GatedAsync())
-    with structlog.testing.capture_logs() as logs:
-        with pytest.raises(redpool.JobStartError, match=r"start\(\) did not return within 0.3s"):
-            await node.dispatch_job("k", b"hang")
+    late = r"start\(\) did not return within 0.3s"
+    with structlog.testing.capture_logs() as logs, pytest.raises(redpool.JobStartError, match=late):
+        await node.dispatch_job("k", b"hang")
     assert any(e["log_level"] == "error" and "did not return" in e["event"] for e in logs)
     await node.dispatch_job("k")
     await node.stop_job("k")
@@ -75,9 +75,9 @@ async def test_a_sync_start_that_overruns_is_warned_about_then_stopped_and_fails
     node = await make_node(start_timeout=0.2, ack_grace_period=5.0)
     handler = SyncHandler(delay=0.7)
     await node.add_worker(handler)
-    with structlog.testing.capture_logs() as logs:
-        with pytest.raises(redpool.JobStartError, match=r"returned after .* and was stopped"):
-            await node.dispatch_job("k")
+    late = r"returned after .* and was stopped"
+    with structlog.testing.capture_logs() as logs, pytest.raises(redpool.JobStartError, match=late):
+        await node.dispatch_job("k")
     assert handler.stopped == ["k"]
     assert any("cannot be cancelled" in e["event"] for e in logs)
     assert await node.job_keys() == []
@@ -141,7 +141,9 @@ async def test_a_queued_sync_start_checks_it_still_owns_the_job_when_it_gets_a_t
     handler.gate.set()  # the thread is free while the lease is not valid
     await asyncio.gather(first, second)  # "second" starts once the node renewed its lease
     assert "second" in handler.started
-    assert all(handler.owned_at_start), list(zip(handler.entered, handler.owned_at_start))
+    assert all(handler.owned_at_start), list(
+        zip(handler.entered, handler.owned_at_start, strict=True)
+    )
 
 
 async def test_a_stop_request_is_reported_when_another_stop_ran_the_job_meanwhile(make_node):
