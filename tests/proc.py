@@ -18,9 +18,10 @@ not do. Notifications append ``note KEY:PAYLOAD``; tickers ``ticked NAME@DUE_MS`
 ``plan NAME`` each time this process ran plan() (whose JobPlan the test writes, as JSON, to the
 Redis key ``test-plan:NAME``; ``"stop"`` there makes plan() raise ScheduleStop).
 
-A job's payload can make its start() misbehave: ``hang`` never returns (an await that never
-completes); ``block:SECONDS:PATH`` blocks the event loop for SECONDS (time.sleep in the async
-start) on the first process that creates the file PATH, and starts normally elsewhere.
+A job's payload can make its start() misbehave: ``hang`` never returns after its ``start``
+line (an await that never completes); ``block:SECONDS:PATH`` blocks the event loop for
+SECONDS (time.sleep in the async start) on the first process that creates the file PATH, and
+starts normally elsewhere; ``slow:SECONDS`` takes SECONDS (asleep) after its ``start`` line.
 """
 
 from __future__ import annotations
@@ -57,8 +58,6 @@ class TickingHandler:
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     async def start(self, job: redpool.Job) -> None:
-        if job.payload == b"hang":
-            await asyncio.Event().wait()
         if job.payload.startswith(b"block:"):
             _, seconds, path = job.payload.decode().split(":", 2)
             try:
@@ -68,6 +67,10 @@ class TickingHandler:
             else:
                 time.sleep(float(seconds))  # noqa: ASYNC251 - the stall under test
         self._log.write("start", job.key)
+        if job.payload == b"hang":
+            await asyncio.Event().wait()
+        if job.payload.startswith(b"slow:"):
+            await asyncio.sleep(float(job.payload[5:]))
         self._tasks[job.key] = asyncio.create_task(self._run(job))
 
     async def _run(self, job: redpool.Job) -> None:
