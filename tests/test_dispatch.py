@@ -95,7 +95,7 @@ async def test_dispatch_timeout_withdraws_the_job_so_it_never_starts_later(make_
 
 
 async def test_timeout_during_a_slow_start_stops_the_job_after_it_started(make_node):
-    node = await make_node(ack_grace_period=0.25)
+    node = await make_node(ack_grace_period=0.25, start_timeout=5.0)  # start() outlives the wait
     handler = Recorder()
     handler.gate = asyncio.Event()
     await node.add_worker(handler)
@@ -115,7 +115,7 @@ async def _empty(node: redpool.Node) -> bool:
 async def test_a_withdrawn_fast_started_job_is_stopped_before_its_key_is_free(make_node):
     # ack grace 0.6 s: the dispatcher withdraws after 1.2 s, after the latest moment (lease
     # left 0.75 s + margin) the worker could begin start() unclaimed: so it takes the fast path.
-    node = await make_node(ack_grace_period=0.6)
+    node = await make_node(ack_grace_period=0.6, start_timeout=5.0)
     handler = Recorder()
     handler.gate = asyncio.Event()
     await node.add_worker(handler)

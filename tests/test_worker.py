@@ -85,11 +85,7 @@ async def test_a_sync_start_that_overruns_is_warned_about_then_stopped_and_fails
 
 async def test_close_returns_although_a_sync_start_never_returns(make_node):
     node = await make_node(worker_shutdown_ttl=0.5, start_timeout=30.0, ack_grace_period=30.0)
-    handler = SyncHandler()
-    handler.gated.add("stuck")
-    await node.add_worker(handler)
-    dispatch = asyncio.create_task(node.dispatch_job("stuck"))
-    await eventually(lambda: handler.entered == ["stuck"], what="start() under way")
+    handler, dispatch = await _stuck_start(node, "stuck")
     with structlog.testing.capture_logs() as logs:
         await asyncio.wait_for(node.close(), 10)
     abandoned = next(e for e in logs if e["event"].startswith("handlers did not return"))
@@ -130,11 +126,7 @@ async def test_stops_do_not_wait_behind_slow_sync_starts(make_node):
 
 async def test_a_queued_sync_start_checks_it_still_owns_the_job_when_it_gets_a_thread(make_node):
     node = await make_node(sync_threads=1, worker_ttl=1.0, ack_grace_period=5.0)
-    handler = SyncHandler()
-    handler.gated.add("first")
-    await node.add_worker(handler)
-    first = asyncio.create_task(node.dispatch_job("first"))
-    await eventually(lambda: handler.entered == ["first"], what="the only thread busy")
+    handler, first = await _stuck_start(node, "first")  # the only thread is busy
     second = asyncio.create_task(node.dispatch_job("second"))
     await eventually(lambda: node._threads.starts._queued == 1, what="its start() queued")
     time.sleep(1.0)  # noqa: ASYNC251 - the event loop stalls past the fence time
@@ -162,6 +154,16 @@ async def test_a_stop_request_is_reported_when_another_stop_ran_the_job_meanwhil
     handler.stop_gate.set()
     await stop
     assert key not in await node.job_keys()
+
+
+async def _stuck_start(node: redpool.Node, key: str) -> tuple[SyncHandler, asyncio.Task[None]]:
+    """A worker whose sync start() of ``key`` is under way, waiting for its gate."""
+    handler = SyncHandler()
+    handler.gated.add(key)
+    await node.add_worker(handler)
+    dispatch = asyncio.create_task(node.dispatch_job(key))
+    await eventually(lambda: handler.entered == [key], what="start() under way")
+    return handler, dispatch
 
 
 def _requested(node: redpool.Node, key: str) -> bool:
