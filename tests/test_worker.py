@@ -128,7 +128,7 @@ async def test_a_queued_sync_start_checks_it_still_owns_the_job_when_it_gets_a_t
     node = await make_node(sync_threads=1, worker_ttl=1.0, ack_grace_period=5.0)
     handler, first = await _stuck_start(node, "first")  # the only thread is busy
     second = asyncio.create_task(node.dispatch_job("second"))
-    await eventually(lambda: node._threads.starts._queued == 1, what="its start() queued")
+    await eventually(lambda: node._host.threads.starts._queued == 1, what="its start() queued")
     time.sleep(1.0)  # noqa: ASYNC251 - the event loop stalls past the fence time
     handler.gate.set()  # the thread is free while the lease is not valid
     await asyncio.gather(first, second)  # "second" starts once the node renewed its lease
