@@ -108,6 +108,35 @@ async def test_a_stop_that_never_returns_is_abandoned_and_the_key_freed(make_nod
     await node.dispatch_job("k")
 
 
+async def test_fencing_cancels_an_async_start_under_way_and_the_job_starts_again(make_node):
+    node = await make_node(worker_ttl=1.0, ack_grace_period=5.0, start_timeout=30.0)
+    handler = FirstStartHangs()
+    await node.add_worker(handler)
+    dispatch = asyncio.create_task(node.dispatch_job("k"))
+    await eventually(lambda: handler.attempts == 1, what="the first start() under way")
+    time.sleep(1.0)  # noqa: ASYNC251 - the event loop stalls past the fence time: fenced
+    await dispatch  # the fence cancelled the first start(); the job was delivered again
+    assert handler.cancelled == 1 and handler.attempts == 2
+
+
+class FirstStartHangs:
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.cancelled = 0
+
+    async def start(self, job: redpool.Job) -> None:
+        self.attempts += 1
+        if self.attempts == 1:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+
+    async def stop(self, key: str) -> None:
+        pass
+
+
 async def test_stops_do_not_wait_behind_slow_sync_starts(make_node):
     node = await make_node(sync_threads=4, ack_grace_period=10.0)
     handler = SyncHandler()

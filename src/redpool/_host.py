@@ -67,6 +67,9 @@ class Host:
     def lease_valid(self) -> bool:
         return self._clock.valid()
 
+    def lease_valid_for(self) -> float:
+        return self._clock.valid_for()
+
     async def report_started(
         self, key: str, worker: str, epoch: int, outcome: str, message: str
     ) -> str:

@@ -360,7 +360,6 @@ class Node:
         self._tasks.clear()
         self._lease.close()
         self._watchdog.close()
-        self._host.threads.close()
         self._dispatcher.fail_all(reason)
         # A worker still here could not leave (Redis was unreachable): its lease stays and
         # expires, and the reaper releases its jobs. On a shutdown they all go with the pool.

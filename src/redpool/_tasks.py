@@ -26,19 +26,22 @@ T = TypeVar("T")
 
 CANCEL_GRACE = 1.0
 """Seconds a cancelled user callback gets to unwind before it is abandoned."""
+THREAD_IDLE = 5.0
+"""Seconds an idle thread of ``Threads`` waits for a call before it ends."""
 
 
 class Threads:
-    """Up to ``size`` daemon threads for sync callbacks, started on demand. Daemon threads,
-    unlike a ThreadPoolExecutor's (joined at exit), because a handler that never returns must
-    not keep the process from exiting; such a thread is abandoned, not waited for."""
+    """Up to ``size`` daemon threads for sync callbacks, started on demand; one idle for
+    THREAD_IDLE seconds ends, so nothing needs closing. Daemon threads, unlike a
+    ThreadPoolExecutor's (joined at exit), because a handler that never returns must not keep
+    the process from exiting; such a thread is abandoned, not waited for."""
 
     _ids = itertools.count(1)
 
     def __init__(self, name: str, size: int) -> None:
         self._name = name
         self._size = size
-        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
         self._idle = 0
@@ -46,8 +49,8 @@ class Threads:
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._calls.put(_Call(future, fn, args))
         with self._lock:
+            self._calls.put(_Call(future, fn, args))
             self._queued += 1
             # A thread more while calls wait for one (an idle thread may be taking one now).
             if self._queued > self._idle and self._threads < self._size:
@@ -56,23 +59,22 @@ class Threads:
                 threading.Thread(target=self._serve, name=name, daemon=True).start()
         return future
 
-    def close(self) -> None:
-        """Let the idle threads end; a busy one ends when its call returns."""
-        with self._lock:
-            for _ in range(self._threads):
-                self._calls.put(None)
-            self._threads = self._size  # no new threads from now on
-
     def _serve(self) -> None:
         while True:
             with self._lock:
                 self._idle += 1
-            call = self._calls.get()
+            try:
+                call = self._calls.get(timeout=THREAD_IDLE)
+            except queue.Empty:
+                with self._lock:
+                    self._idle -= 1
+                    if self._queued <= self._idle:  # no call is left without a thread
+                        self._threads -= 1
+                        return
+                continue
             with self._lock:
                 self._idle -= 1
-                self._queued -= call is not None
-            if call is None:
-                return
+                self._queued -= 1
             if not call.future.set_running_or_notify_cancel():
                 continue
             try:
@@ -191,10 +193,15 @@ async def finish_within(task: asyncio.Future[Any], timeout: float) -> bool:
     done, _ = await asyncio.wait({task}, timeout=timeout)
     if done:
         return True
+    await abandon(task)
+    return False
+
+
+async def abandon(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait CANCEL_GRACE at most for it to end."""
     task.cancel()
     await asyncio.wait({task}, timeout=CANCEL_GRACE)
     task.add_done_callback(_retrieve)  # an abandoned task's late failure is not an error
-    return False
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

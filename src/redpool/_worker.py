@@ -15,7 +15,7 @@ from typing import Protocol
 from structlog.typing import FilteringBoundLogger
 
 from ._options import Options
-from ._tasks import Threads, call_maybe_async, finish_within
+from ._tasks import Threads, abandon, call_maybe_async, finish_within
 from ._types import Job, JobHandler, NotificationHandler
 from .errors import PoolError, Requeue
 
@@ -26,6 +26,8 @@ class WorkerHost(Protocol):
     log: FilteringBoundLogger
 
     def lease_valid(self) -> bool: ...
+
+    def lease_valid_for(self) -> float: ...
 
     async def report_started(
         self, key: str, worker: str, epoch: int, outcome: str, message: str
@@ -47,10 +49,6 @@ class HandlerThreads:
     @classmethod
     def sized(cls, size: int) -> HandlerThreads:
         return cls(Threads("start", size), Threads("stop", size))
-
-    def close(self) -> None:
-        self.starts.close()
-        self.stops.close()
 
 
 class _NotOwned(Exception):
@@ -207,7 +205,7 @@ class Worker:
             try:
                 outcome, message = await self._run_start(local)
             except _NotOwned:
-                self._forget(local)  # fenced while it waited for a thread: as above
+                self._forget(local)  # fenced while start() waited for a thread or ran: as above
                 return
             if local.gone:  # abandoned by stop_all() while start() ran: nobody else stops it
                 if outcome == "ok":
@@ -238,7 +236,9 @@ class Worker:
     async def _run_start(self, local: _Local) -> tuple[str, str]:
         """start(), bounded by start_timeout: an async one is cancelled then; a sync one
         cannot be, so it is warned about (once per start_timeout) until it returns, and then
-        stopped. Either way the dispatch fails. Returns (outcome, message) for the report."""
+        stopped. Either way the dispatch fails. Returns (outcome, message) for the report.
+        An async start() still running when the node fences is cancelled (raises _NotOwned):
+        the fence's stop() of its key must not wait for it past the fence time."""
         job, limit = local.job, self._opts.start_deadline
 
         def still_owned() -> None:
@@ -252,9 +252,18 @@ class Worker:
         began = time.monotonic()
         late = f"start() did not return within {limit:g}s (start_timeout)"
         if inspect.iscoroutinefunction(self.handler.start):
-            if not await finish_within(task, limit):
-                self._log.error(late + "; cancelled, the dispatch fails", key=job.key)
-                return "error", late + "; it was cancelled"
+            while not task.done():
+                window = min(began + limit - time.monotonic(), self._host.lease_valid_for())
+                if (await asyncio.wait({task}, timeout=max(window, 0.0)))[0]:
+                    break
+                if time.monotonic() >= began + limit:
+                    await abandon(task)
+                    self._log.error(late + "; cancelled, the dispatch fails", key=job.key)
+                    return "error", late + "; it was cancelled"
+                if not self._host.lease_valid():
+                    await abandon(task)
+                    self._log.info("start() cancelled: the node fenced", key=job.key)
+                    raise _NotOwned
         else:
             overran = False
             while not (await asyncio.wait({task}, timeout=limit))[0]:
