@@ -1,7 +1,8 @@
 -- Shared by every script: redpool prepends this file to each script before loading it.
 --
 -- Calling convention (src/redpool/_scripts.py builds it; src/redpool/_keys.py names the keys):
---   KEYS[1..7] = jobs, pending, workers, leases, meta, events, tickers  (one hash tag: the pool)
+--   KEYS[1..8] = jobs, pending, workers, leases, meta, events, tickers, ended  (one hash tag:
+--                the pool)
 --   ARGV[1]    = template of a worker's owned-jobs set   ("...:worker:*:jobs")
 --   ARGV[2]    = template of a node's inbox stream       ("...:node:*:inbox")
 --   ARGV[3]    = template of a job's pending notes list  ("...:notes:*")
@@ -16,7 +17,7 @@
 -- States: queued -> assigned -> starting -> running -> stopping -> (deleted)
 
 local JOBS, PENDING, WORKERS, LEASES, META, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local TICKERS = KEYS[7]
+local TICKERS, ENDED = KEYS[7], KEYS[8]
 local OWNED_T, INBOX_T, NOTES_T = ARGV[1], ARGV[2], ARGV[3]
 local ARG = {}
 for i = 4, #ARGV do ARG[i - 3] = ARGV[i] end
@@ -55,6 +56,18 @@ local function save_job(key, rec) redis.call('HSET', JOBS, key, cmsgpack.pack(re
 -- the job records still say what must happen, and reconciliation acts on them.
 local function send(node, msg)
   redis.call('XADD', inbox(node), 'NOMKSTREAM', '*', 'm', cmsgpack.pack(msg))
+end
+
+-- The pool's life this caller belongs to (``mine``, the incarnation id it remembers) against
+-- the one in META: 'same'; 'ended' when ``mine`` was ended by a shutdown or purge (the
+-- tombstone says so: the caller must not come back); otherwise 'lost' (Redis lost the pool's
+-- state: the caller adopts the current incarnation and rejoins). Also returns META's current
+-- incarnation (false when there is none).
+local function pool_life(mine)
+  local current = redis.call('HGET', META, 'incarnation')
+  if current == mine then return 'same', current end
+  if redis.call('ZSCORE', ENDED, mine) then return 'ended', current end
+  return 'lost', current
 end
 
 local function event(msg)

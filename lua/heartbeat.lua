@@ -1,24 +1,42 @@
 -- heartbeat: a node renews its own and its workers' leases, reaps expired leases, trims its
 -- inbox and redelivers overdue starts. Every node runs it a few times per worker TTL.
--- ARG: node, ttl ms, ack grace ms, inbox trim id ('' for none), route limit, own worker ids...
+-- ARG: node, ttl ms, ack grace ms, inbox trim id ('' for none), route limit, the pool
+--      incarnation the node belongs to ('' on its first beat), own worker ids...
 -- Returns {now ms, missing own workers, earliest time a lease may be reaped, ms (or -1),
---   version, shutdown (0/1), routable (flat key, epoch pairs), corrupt job keys, reaped
---   worker and node ids, number of jobs the reaped workers had}.
+--   version, shutdown (0, or the server ms by which a shutdown under way must be finished; 1
+--   for a flag without a deadline), routable (flat key, epoch pairs), corrupt job keys, reaped
+--   worker and node ids, number of jobs the reaped workers had, incarnation, life ('same' |
+--   'lost': Redis lost the pool's state, the node now belongs to the returned incarnation |
+--   'ended': the node's pool was shut down; nothing was written)}.
 -- Invariants: a lease is renewed only while it exists, so a worker reaped as dead learns it
 -- (it is listed as missing) instead of coming back to life; a dead worker's jobs are released
 -- in the same step that removes it, exactly once; starts are redelivered only to their current,
 -- live owner, one that holds a lease (a job moves to another worker only once its owner is
 -- dead or has let it go); nobody is reaped on evidence from before a gap in the pool's
 -- heartbeats (an outage or a stall that kept everyone from renewing): after a gap every lease
--- gets one more TTL, measured from the first beat that ran after it.
+-- gets one more TTL, measured from the first beat that ran after it; a node of an ended
+-- incarnation writes nothing, and no node's lease or inbox is recreated while the pool shuts
+-- down.
 local node, ttl, grace, trim, limit = ARG[1], tonumber(ARG[2]), tonumber(ARG[3]), ARG[4], tonumber(ARG[5])
+local mine = ARG[6]
 local now = now_ms()
+
+-- Which life of the pool (architecture.md §8): first beats join the current one (creating it
+-- for a new pool), a node whose life ended stays out and writes nothing, one whose life Redis
+-- lost moves to the current one (created here if this is the first node to notice).
+local life, incarnation = pool_life(mine)
+if mine == '' then life = 'same' end
+if life == 'ended' then return {now, {}, -1, '', 0, {}, {}, {}, 0, mine, life} end
+if not incarnation then
+  incarnation = string.format('%x-%s', now, node)
+  redis.call('HSET', META, 'incarnation', incarnation)
+end
 
 -- Amnesty. meta.beat is when the last heartbeat of any node ran. Live nodes beat every ttl/3,
 -- so no beat for ttl/2 means Redis was down, stalled or cut off from everyone (a lease can
 -- expire only after ttl/3 + a gap of at least 2/3 ttl). Leases that ran out during the gap
 -- prove nothing: reaping waits until meta.amnesty, one TTL after the first beat past the gap.
-local meta = redis.call('HMGET', META, 'beat', 'amnesty', 'version', 'shutdown')
+local meta = redis.call('HMGET', META, 'beat', 'amnesty', 'version', 'shutdown', 'deadline')
 local last, amnesty = tonumber(meta[1]), tonumber(meta[2]) or 0
 if not last or now - last > ttl / 2 then
   amnesty = now + ttl
@@ -26,10 +44,12 @@ if not last or now - last > ttl / 2 then
 else
   redis.call('HSET', META, 'beat', now)
 end
+local shutdown = 0
+if meta[4] then shutdown = tonumber(meta[5]) or 1 end
 
 -- Renew (XX: only leases that still exist; CH counts them).
 local ids, renew = {node}, {now + ttl, node}
-for i = 6, #ARG do
+for i = 7, #ARG do
   ids[#ids + 1] = ARG[i]
   renew[#renew + 1] = now + ttl
   renew[#renew + 1] = ARG[i]
@@ -40,7 +60,7 @@ if redis.call('ZADD', LEASES, 'XX', 'CH', unpack(renew)) < #ids then
   for i = 2, #ids do
     if not scores[i] then missing[#missing + 1] = ids[i] end
   end
-  if not scores[1] then
+  if not scores[1] and shutdown == 0 then
     -- First beat, or this node was reaped while unreachable: (re)create its lease and inbox.
     redis.call('ZADD', LEASES, now + ttl, node)
     redis.call('XADD', inbox(node), '*', 'm', cmsgpack.pack({'hello'}))
@@ -95,7 +115,5 @@ if due[2] and tonumber(due[2]) <= now then
   end
 end
 
-local shutdown = 0
-if meta[4] then shutdown = 1 end
 return {now, missing, reap_at, tostring(meta[3] or '0'), shutdown, routable, corrupt, reaped_ids,
-        released}
+        released, incarnation, life}

@@ -1,7 +1,7 @@
 """A pool member in its own OS process, for cross-process and fault tests.
 
     python -m tests.proc URL POOL EVENTS_FILE [--workers N] [--ttl S] [--grace S] [--client]
-        [--slow-stop S]
+        [--slow-stop S] [--shutdown-ttl S]
 
 It prints ``ready <node id>`` once joined, then obeys one command per stdin line and answers
 ``ok ...`` or ``error <class> <message>``:
@@ -22,17 +22,22 @@ A job's payload can make its start() misbehave: ``hang`` never returns after its
 line (an await that never completes); ``block:SECONDS:PATH`` blocks the event loop for
 SECONDS (time.sleep in the async start) on the first process that creates the file PATH, and
 starts normally elsewhere; ``slow:SECONDS`` takes SECONDS (asleep) after its ``start`` line.
+
+When Redis lost the pool's state, ``on_state_lost`` appends ``lost KEY`` per job it was given and
+dispatches each again (the use the README recommends).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 import structlog
@@ -150,6 +155,17 @@ async def main() -> None:
     # stdout is the command channel; logs go to stderr.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
     log = EventLog(args.events)
+    node: redpool.Node | None = None
+
+    async def again(job: redpool.Job) -> None:
+        assert node is not None
+        log.write("lost", job.key)
+        with contextlib.suppress(redpool.PoolError):
+            await node.dispatch_job(job.key, job.payload)
+
+    async def redispatch(jobs: Sequence[redpool.Job]) -> None:
+        await asyncio.gather(*(again(job) for job in jobs))
+
     node = await redpool.add_node(
         args.pool,
         args.url,
@@ -160,6 +176,7 @@ async def main() -> None:
         max_queued_jobs=100_000,
         start_timeout=args.start_timeout,
         worker_shutdown_ttl=args.shutdown_ttl,
+        on_state_lost=redispatch,
     )
     workers = [
         await node.add_worker(TickingHandler(log, args.tick, args.slow_stop))

@@ -46,11 +46,20 @@ class Member:
         assert line and line[0] == "ready", f"member did not start: {line}"
         return cls(proc, line[1])
 
-    async def ask(self, command: str, timeout: float = 30.0) -> str:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+    async def send(self, command: str) -> None:
+        """Send a command without waiting for its answer (read it with ``answer``)."""
+        assert self.proc.stdin is not None
         self.proc.stdin.write(command.encode() + b"\n")
         await self.proc.stdin.drain()
-        line = (await asyncio.wait_for(self.proc.stdout.readline(), timeout)).decode().strip()
+
+    async def answer(self, timeout: float = 30.0) -> str:
+        """The next answer line: ``ok ...`` or ``error <class> <message>``."""
+        assert self.proc.stdout is not None
+        return (await asyncio.wait_for(self.proc.stdout.readline(), timeout)).decode().strip()
+
+    async def ask(self, command: str, timeout: float = 30.0) -> str:
+        await self.send(command)
+        line = await self.answer(timeout)
         if not line.startswith("ok"):
             raise AssertionError(f"{command!r} -> {line!r}")
         return line[3:]

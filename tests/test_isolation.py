@@ -34,7 +34,7 @@ async def test_two_pools_in_one_redis_are_isolated(make_node, redis: aioredis.Re
     assert [w.id for w in await one.pool_workers()] == [one.workers()[0].id]
     await one.shutdown()
     assert await two.job_keys() == ["same-key"]
-    assert await redis.keys("redpool:{iso-one}:*") == []
+    assert await redis.keys("redpool:{iso-one}:*") == [b"redpool:{iso-one}:ended"]
     await two.stop_job("same-key")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from structlog.typing import FilteringBoundLogger
 
+from ._lifecycle import StateLostHook, purge_pool
 from ._node import Node
 from ._options import MIB, Options
 from ._redis import TRANSIENT, connect
@@ -70,6 +71,7 @@ __all__ = [
     "WorkerInfo",
     "__version__",
     "add_node",
+    "purge_pool",
 ]
 
 
@@ -87,6 +89,7 @@ async def add_node(
     start_timeout: float | None = None,
     sync_threads: int = 32,
     logger: FilteringBoundLogger | None = None,
+    on_state_lost: StateLostHook | None = None,
 ) -> Node:
     """Join (or create) the pool ``pool_name`` on ``redis`` (a client or a URL) and return
     this process's node in it. See the README for what each option does."""
@@ -100,6 +103,7 @@ async def add_node(
         max_payload_size=max_payload_size,
         start_timeout=start_timeout,
         sync_threads=sync_threads,
+        on_state_lost=on_state_lost,
     )
     client, owns = connect(redis)
     node = Node(pool_name, client, owns, options, logger)

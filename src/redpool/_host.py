@@ -17,12 +17,13 @@ from structlog.typing import FilteringBoundLogger
 
 from ._batch import Batcher
 from ._lease import FencedJob, LeaseClock
+from ._lifecycle import LifeChanged, PoolLife
 from ._membership import Membership
 from ._options import Options
 from ._redis import retry_transient
 from ._scripts import Scripts, Started, Stopped
 from ._tasks import TaskSet
-from ._types import JobHandler, from_ms
+from ._types import Job, JobHandler, from_ms
 from ._worker import HandlerThreads, Worker
 from .errors import PoolShuttingDownError, RedisUnavailableError
 
@@ -39,8 +40,10 @@ class Host:
         scripts: Scripts,
         options: Options,
         log: FilteringBoundLogger,
+        life: PoolLife,
     ) -> None:
         self.log = log
+        self.life = life
         self.workers: dict[str, Worker] = {}
         self._node_id = node_id
         self._pool_name = pool_name
@@ -115,21 +118,36 @@ class Host:
     def fence(self) -> list[FencedJob]:
         """Start stopping every job here (no reports: the records decide what comes next)."""
         return [
-            FencedJob(key, epoch, asyncio.ensure_future(worker._stop_local(key, epoch)))
+            FencedJob(job, asyncio.ensure_future(worker._stop_local(job.key, job.epoch)))
             for worker in self.workers.values()
-            for key, epoch in worker._running_keys()
+            for job in worker.jobs()
         ]
 
     async def refresh_ring(self) -> None:
-        if await self._members.refresh() and self.workers:
+        if not await self._members.refresh() or not self.workers:
+            return
+        # A ring of another pool life moves nothing (the heartbeat settles the life first),
+        # nor does a fenced node (its jobs are being stopped; they are routed on renewal).
+        if self._members.ring.incarnation == self.life.id and self._clock.valid():
             self.spawn(self._members.rebalance(self.active_workers()), "rebalancing")
+
+    def jobs(self) -> list[Job]:
+        """Every job running (or starting) here."""
+        return [job for worker in self.workers.values() for job in worker.jobs()]
+
+    async def _join(self, worker_id: str) -> tuple[str, int] | None:
+        """Register a worker: the version and server time, or None when shutting down."""
+        joined = await self._scripts.join(worker_id, self._opts.ttl_ms, self.life.id)
+        if joined == "changed":
+            raise LifeChanged(f"pool {self._pool_name!r} changed its life meanwhile")
+        return None if joined == "shutdown" else joined
 
     # -- membership of the workers ---------------------------------------------------------
 
     async def add(self, handler: JobHandler) -> Worker:
         async with self._registration:
             worker_id = f"{self._node_id}.{next(self._seq)}"
-            joined = await self._scripts.join(worker_id, self._opts.ttl_ms)
+            joined = await self._join(worker_id)
             if joined is None:
                 raise PoolShuttingDownError(f"pool {self._pool_name!r} is shutting down")
             worker = Worker(worker_id, from_ms(joined[1]), handler, self, self._opts, self.threads)
@@ -176,8 +194,9 @@ class Host:
                     return  # removed meanwhile: it must not come back
                 stale = worker._running_keys()
                 new_id = f"{self._node_id}.{next(self._seq)}"
-                # If this fails the worker stays under its old id: the next beat lists it again.
-                joined = await self._scripts.join(new_id, self._opts.ttl_ms)
+                # If this fails the worker stays under its old id: the next beat lists it again
+                # (also when the pool's life changed: that beat settles it first).
+                joined = await self._join(new_id)
                 del self.workers[old_id]
                 if joined is None:
                     worker._retire()

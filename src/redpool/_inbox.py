@@ -179,6 +179,11 @@ class InboxReader:
         """The last inbox entry read (and handed on): everything up to it may be trimmed."""
         return str(self._cursors[self._inbox])
 
+    def restart(self) -> None:
+        """Read both streams from their start: Redis lost them, and the new ones' ids may be
+        lower than the cursors (a failover to a server whose clock is behind)."""
+        self._cursors = {self._inbox: "0-0", self._events: "0-0"}
+
     async def step(self) -> None:
         reply = await self._client.xread(self._cursors, count=READ_COUNT, block=self._block_ms)
         for raw_stream, entries in reply or []:

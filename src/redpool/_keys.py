@@ -36,12 +36,6 @@ class Keys:
         return f"redpool:{{{self.pool}}}:"
 
     @property
-    def pattern(self) -> str:
-        """SCAN pattern matching every key of this pool and of no other (glob-escaped)."""
-        escaped = "".join("\\" + c if c in "\\?[]{}" else c for c in self.prefix)
-        return escaped + "*"
-
-    @property
     def jobs(self) -> str:
         """HASH job key -> msgpack job record: the source of truth for every job."""
         return self.prefix + "jobs"
@@ -63,8 +57,17 @@ class Keys:
 
     @property
     def meta(self) -> str:
-        """HASH: ``version`` (membership counter), ``shutdown`` (set once shutdown begins)."""
+        """HASH: ``incarnation`` (id of this life of the pool), ``version`` (membership
+        counter), ``shutdown`` and ``deadline`` (server ms: when shutdown began, and when an
+        unfinished one may be finished by anyone)."""
         return self.prefix + "meta"
+
+    @property
+    def ended(self) -> str:
+        """ZSET incarnation -> server ms it ended (shutdown or purge): the tombstone that tells
+        a node cut off through a shutdown that its pool is gone; the one key a shutdown keeps
+        (it expires)."""
+        return self.prefix + "ended"
 
     @property
     def events(self) -> str:
@@ -84,6 +87,11 @@ class Keys:
         """SET of the job keys a schedule started (for JobPlan.stop_all)."""
         return f"{self.prefix}schedule:{schedule}:jobs"
 
+    @property
+    def schedule_jobs_template(self) -> str:
+        """schedule_jobs() with ``*`` for the producer name (purge.lua fills it in)."""
+        return self.schedule_jobs(_ID_TEMPLATE)
+
     def owned(self, worker_id: str) -> str:
         """SET of job keys assigned to a worker (lets a dead worker's jobs be found)."""
         return f"{self.prefix}worker:{worker_id}:jobs"
@@ -102,6 +110,7 @@ class Keys:
             self.meta,
             self.events,
             self.tickers,
+            self.ended,
         ]
 
     def script_templates(self) -> list[str]:

@@ -24,10 +24,12 @@ from typing import Any, Protocol
 
 from structlog.typing import FilteringBoundLogger
 
+from ._lifecycle import PoolLife
 from ._membership import Membership
 from ._options import Options
 from ._scripts import Beat, Scripts
 from ._tasks import wait_or_timeout, within
+from ._types import Job
 
 ROUTE_LIMIT = 500
 
@@ -56,10 +58,9 @@ class LeaseClock:
 
 @dataclass(frozen=True, slots=True)
 class FencedJob:
-    """A job fencing stopped: routed again (CAS on ``epoch``) once ``stopped`` is done."""
+    """A job fencing stopped: routed again (CAS on its epoch) once ``stopped`` is done."""
 
-    key: str
-    epoch: int
+    job: Job
     stopped: asyncio.Future[bool]
 
 
@@ -85,6 +86,8 @@ class Lease:
         log: FilteringBoundLogger,
         on_beat: Callable[[Beat], Awaitable[None]],
         inbox_cursor: Callable[[], str],
+        life: PoolLife,
+        on_life_changed: Callable[[Beat, list[Job]], None],
     ) -> None:
         self._node_id = node_id
         self._clock = clock
@@ -95,6 +98,8 @@ class Lease:
         self._log = log
         self._on_beat = on_beat
         self._inbox_cursor = inbox_cursor
+        self._life = life
+        self._on_life_changed = on_life_changed
         self._trimmed = ""  # inbox cursor passed to the last successful beat's trim
         self._timer: asyncio.TimerHandle | None = None
         self._fenced_jobs: list[FencedJob] = []
@@ -121,9 +126,14 @@ class Lease:
                 self._opts.grace_ms,
                 "" if cursor == self._trimmed else cursor,
                 ROUTE_LIMIT,
+                self._life.id,
             ),
             timeout,
         )
+        if beat.ended:  # nothing was renewed: this node must not act in the pool again
+            self._on_life_changed(beat, [])
+            return beat
+        self._life.adopt(beat.incarnation)
         received = time.monotonic()
         self._trimmed = cursor
         # The server stamped ``now_ms`` between send and receipt: take the midpoint.
@@ -137,6 +147,9 @@ class Lease:
             self._next_in = max(0.005, (beat.reap_at_ms - beat.now_ms) / 1000 + 0.005)
         else:
             self._next_in = self._opts.heartbeat_interval
+        if beat.lost:  # the jobs fenced here were lost too: reported, not routed again
+            fenced, self._fenced_jobs = self._fenced_jobs, []
+            self._on_life_changed(beat, [f.job for f in fenced])
         if self._clock.fenced:
             self._clock.fenced = False
             self._log.info("lease renewed again; resuming")
@@ -168,7 +181,8 @@ class Lease:
         waiting = {job.stopped: job for job in jobs}
         while waiting:
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            await self._members.assign([(job.key, job.epoch) for job in map(waiting.pop, done)])
+            moves = [(f.job.key, f.job.epoch) for f in map(waiting.pop, done)]
+            await self._members.assign(moves)
 
     async def step(self) -> None:
         """One iteration of the heartbeat loop (run under supervise())."""

@@ -39,7 +39,11 @@ class Membership:
             ring, corrupt = await load_ring(self._client, self._keys)
             for worker_id in corrupt:
                 self._log.warning("skipping corrupt worker record", worker=worker_id)
-            if ring.version == self.ring.version and ring.workers == self.ring.workers:
+            if (ring.version, ring.workers, ring.incarnation) == (
+                self.ring.version,
+                self.ring.workers,
+                self.ring.incarnation,
+            ):
                 return False
             self.ring = ring
             return True

@@ -11,7 +11,6 @@ import time
 from types import TracebackType
 from typing import cast
 
-import msgpack
 import redis.asyncio as aioredis
 import structlog
 from structlog.typing import FilteringBoundLogger
@@ -22,6 +21,7 @@ from ._host import Host
 from ._inbox import InboxReader, InboxRouter
 from ._keys import Keys
 from ._lease import Lease, LeaseClock
+from ._lifecycle import LifeChanged, PoolLife, purge, shutting_down
 from ._membership import Membership
 from ._options import Options
 from ._queries import Queries
@@ -29,9 +29,9 @@ from ._reconcile import Reconciler
 from ._redis import TRANSIENT, UNREACHABLE, awaitable, retry_transient, sibling
 from ._schedule import Schedule, ticker_name
 from ._scripts import Beat, Scripts
-from ._tasks import cancel, supervise
+from ._tasks import call_maybe_async, cancel, supervise
 from ._ticker import Ticker
-from ._types import JobHandler, JobInfo, JobProducer, WorkerInfo
+from ._types import Job, JobHandler, JobInfo, JobProducer, WorkerInfo
 from ._validate import check_handler, check_key, check_name, interval_ms
 from ._watchdog import LoopWatchdog
 from ._worker import Worker
@@ -67,8 +67,9 @@ class Node:
         self._dispatcher = Dispatcher(self.id, pool_name, self._scripts, options, self._members)
         self._queries = Queries(client, self._keys, self._scripts, self.log)
         self._clock = clock = LeaseClock()
+        self._life = PoolLife()
         self._host = Host(
-            self.id, pool_name, clock, self._members, self._scripts, options, self.log
+            self.id, pool_name, clock, self._members, self._scripts, options, self.log, self._life
         )
         self._closed = False
         self._shutdown = False
@@ -83,6 +84,8 @@ class Node:
             self.log,
             self._on_beat,
             lambda: self._inbox.inbox_cursor if self._inbox else "",
+            self._life,
+            self._on_life_changed,
         )
         self._reconciler = Reconciler(self._host, self._members, self._scripts, options)
         self._watchdog = LoopWatchdog(
@@ -101,6 +104,10 @@ class Node:
         return f"<redpool.Node {self.id} pool={self.pool_name!r} workers={workers}>"
 
     async def _open(self) -> None:
+        # A shutdown whose initiator died is finished here once its deadline has passed.
+        pending = await purge(self._scripts, True, f"finishing the shutdown of {self.pool_name!r}")
+        if pending.status == "pending":
+            raise shutting_down(self.pool_name, pending)
         await self._host.refresh_ring()
         last = await self._client.xrevrange(self._keys.events, count=1)
         # The blocking read gets a connection of its own: cancelling it on close must not
@@ -119,9 +126,12 @@ class Node:
             last[0][0].decode() if last else "0-0",
         )
         beat = await self._lease.beat()
-        if beat.shutdown:
+        if beat.shutdown:  # it began since the check above
             await self._close(PoolShuttingDownError("the pool is shutting down"))
-            raise PoolShuttingDownError(f"pool {self.pool_name!r} is shutting down")
+            raise PoolShuttingDownError(
+                f"pool {self.pool_name!r} began to shut down while this node joined; "
+                "add_node() works again once it finished"
+            )
         self._tasks.append(supervise("inbox", self._inbox.step, self.log))
         self._tasks.append(
             supervise("heartbeat", self._lease.step, self.log, self._opts.heartbeat_interval / 2)
@@ -149,7 +159,12 @@ class Node:
         if self._opts.client_only:
             raise PoolError("a client-only node cannot add workers; create it without client_only")
         check_handler(handler)
-        worker = await self._host.add(handler)
+        try:
+            worker = await self._host.add(handler)
+        except LifeChanged:  # the beat adopts the pool's new life, or closes this node
+            await self._lease.beat()
+            self._check_open()
+            worker = await self._host.add(handler)
         self._lease.wake()  # route queued jobs to the new worker now
         return worker
 
@@ -183,9 +198,9 @@ class Node:
         exactly one node that is iterating. A ticker of another interval replaces the older
         one of that name (the newer wins)."""
         self._check_full_node("tickers")
-        name = check_name(name, "ticker name")
-        await self._scripts.ticker(name, interval_ms(interval))
-        ticker = Ticker(name, self._client, self._keys, self._scripts, self.log)
+        name, ms = check_name(name, "ticker name"), interval_ms(interval)
+        await self._scripts.ticker(name, ms)
+        ticker = Ticker(name, ms, self._client, self._keys, self._scripts, self._life, self.log)
         self._tickers.append(ticker)  # closed with the node
         return ticker
 
@@ -195,9 +210,9 @@ class Node:
         self._check_full_node("schedules")
         if not isinstance(producer, JobProducer):
             raise InvalidArgumentError("producer must have a name and a plan() method")
-        name = ticker_name(check_name(producer.name, "producer name"))
-        await self._scripts.ticker(name, interval_ms(interval))
-        ticker = Ticker(name, self._client, self._keys, self._scripts, self.log)
+        name, ms = ticker_name(check_name(producer.name, "producer name")), interval_ms(interval)
+        await self._scripts.ticker(name, ms)
+        ticker = Ticker(name, ms, self._client, self._keys, self._scripts, self._life, self.log)
         plan = Schedule(producer, ticker, self._dispatcher, self._client, self._keys, self.log)
         self._tickers.append(ticker)
         self._schedules.append(supervise(name, plan.step, self.log))
@@ -250,14 +265,21 @@ class Node:
 
     async def shutdown(self) -> None:
         """Shut the whole pool down: every node stops its jobs and leaves; returns when all
-        have (or worker_shutdown_ttl passed), with every key of the pool deleted."""
+        have (or worker_shutdown_ttl passed), with every key of the pool deleted. If this
+        process dies meanwhile, the next add_node() of the pool finishes the shutdown once
+        worker_shutdown_ttl has passed."""
         self._check_open()
-        pipe = self._client.pipeline(transaction=True)
-        pipe.hset(self._keys.meta, "shutdown", "1")
-        pipe.xadd(self._keys.events, {"m": msgpack.packb(["shutdown"])}, maxlen=1000)
-        await pipe.execute()
+        ttl_ms = int(self._opts.worker_shutdown_ttl * 1000)
+        times = await self._scripts.shutdown(self._life.id, ttl_ms)
+        if times is None:  # the pool's life changed: the beat adopts the new one or closes us
+            await self._lease.beat()
+            self._check_open()
+            times = await self._scripts.shutdown(self._life.id, ttl_ms)
+        if times is None:
+            raise PoolShuttingDownError(f"pool {self.pool_name!r} was shut down")
         await self._leave_for_shutdown(initiator=True)
-        deadline = time.monotonic() + self._opts.worker_shutdown_ttl
+        deadline_ms, now_ms = times  # one shutdown under way: wait for its deadline only
+        deadline = time.monotonic() + max(0, deadline_ms - now_ms) / 1000
         delay = 0.01
         while time.monotonic() < deadline:
             live = await retry_transient(self._live_leases, deadline, "waiting for the nodes")
@@ -265,9 +287,7 @@ class Node:
                 break
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
-        doomed = [key async for key in self._client.scan_iter(match=self._keys.pattern, count=500)]
-        for i in range(0, len(doomed), 500):
-            await self._client.unlink(*doomed[i : i + 500])
+        await purge(self._scripts, False, f"deleting pool {self.pool_name!r}")
         await self._release_client()
 
     async def _live_leases(self) -> int:
@@ -322,6 +342,33 @@ class Node:
             await self._members.assign(beat.routable)
         for key in beat.corrupt:
             self.log.error("corrupt job record left alone; stop_job() removes it", key=key)
+
+    def _on_life_changed(self, beat: Beat, fenced: list[Job]) -> None:
+        """The heartbeat found the node's incarnation is not the pool's (lifecycle.py)."""
+        if beat.ended:
+            if not self._closed:
+                self.log.warning(
+                    "the pool was shut down while this node was cut off; closing, not rejoining"
+                )
+                self._host.spawn(self._leave_for_shutdown(), "leaving the ended pool")
+            return
+        # Redis lost the pool's state: nothing here runs under a record any more. The jobs
+        # stop; the workers rejoin through this beat's missing list.
+        lost = {job.key: job for job in [*fenced, *self._host.jobs()]}
+        self.log.error(
+            "pool state lost in Redis; stopping this node's jobs and rejoining",
+            incarnation=beat.incarnation,
+            jobs=len(lost),
+        )
+        if self._inbox is not None:
+            self._inbox.restart()  # both streams were recreated: their ids start afresh
+        stops = [f.stopped for f in self._host.fence()]
+        self._host.spawn(self._report_lost(list(lost.values()), stops), "reporting lost jobs")
+
+    async def _report_lost(self, jobs: list[Job], stops: list[asyncio.Future[bool]]) -> None:
+        await asyncio.gather(*stops)
+        if self._opts.on_state_lost is not None:
+            await call_maybe_async(self._opts.on_state_lost, jobs)
 
     async def _leave_for_shutdown(self, initiator: bool = False) -> None:
         if self._shutdown:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ._lifecycle import StateLostHook
 from .errors import InvalidArgumentError
 
 MIB = 1024 * 1024
@@ -37,6 +38,9 @@ class Options:
     start_timeout: float | None = None
     """None: ``ack_grace_period`` (see ``start_deadline``)."""
     sync_threads: int = 32
+    on_state_lost: StateLostHook | None = None
+    """Called with the jobs this node was running when Redis lost the pool's state (they
+    were stopped here), e.g. to dispatch them again."""
 
     def __post_init__(self) -> None:
         for name in ("worker_ttl", "ack_grace_period", "worker_shutdown_ttl", "job_sink_block"):
@@ -48,6 +52,10 @@ class Options:
         _count("max_payload_size", self.max_payload_size)
         if not isinstance(self.client_only, bool):
             raise InvalidArgumentError(f"client_only must be a bool, got {self.client_only!r}")
+        if self.on_state_lost is not None and not callable(self.on_state_lost):
+            raise InvalidArgumentError(
+                f"on_state_lost must be a callable taking the lost jobs, got {self.on_state_lost!r}"
+            )
 
     @property
     def dispatch_timeout(self) -> float:

@@ -51,7 +51,10 @@ class Reconciler:
         if not workers:
             self._suspects.clear()
             return
-        records = await self._scripts.owned_jobs(list(workers))
+        records = await self._scripts.owned_jobs(self._host.life.id, list(workers))
+        if records is None:  # not this node's pool life: its heartbeat settles that first
+            self._suspects.clear()
+            return
         found: set[_Finding] = set()
         for worker_id, worker in workers.items():
             recorded = {key: epoch for key, epoch, _ in records.get(worker_id, [])}

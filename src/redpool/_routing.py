@@ -18,8 +18,12 @@ class Ring:
     whose owner changed move when a worker joins or leaves.
     """
 
-    def __init__(self, version: str = "0", workers: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self, version: str = "0", workers: Mapping[str, int] | None = None, incarnation: str = ""
+    ) -> None:
         self.version = version
+        self.incarnation = incarnation
+        """The pool life this ring belongs to (after a loss of Redis's state, a new one)."""
         self.workers: dict[str, int] = dict(workers or {})
         """worker id -> created ms"""
         self._ring = HashRing(nodes=sorted(self.workers)) if self.workers else None
@@ -38,8 +42,8 @@ async def load_ring(client: aioredis.Redis, keys: Keys) -> tuple[Ring, list[str]
     pipe = client.pipeline(transaction=True)
     pipe.hgetall(keys.workers)
     pipe.zrange(keys.leases, 0, -1)
-    pipe.hget(keys.meta, "version")
-    registered, leased, version = await pipe.execute()
+    pipe.hmget(keys.meta, ["version", "incarnation"])
+    registered, leased, (version, incarnation) = await pipe.execute()
     live = {m.decode() for m in leased}
     workers: dict[str, int] = {}
     corrupt: list[str] = []
@@ -52,4 +56,9 @@ async def load_ring(client: aioredis.Redis, keys: Keys) -> tuple[Ring, list[str]
             continue
         if worker_id in live:
             workers[worker_id] = created
-    return Ring(version=version.decode() if version else "0", workers=workers), corrupt
+    ring = Ring(
+        version=version.decode() if version else "0",
+        workers=workers,
+        incarnation=incarnation.decode() if incarnation else "",
+    )
+    return ring, corrupt

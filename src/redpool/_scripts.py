@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
@@ -31,6 +31,8 @@ _NAMES = (
     "notify",
     "owned_jobs",
     "pool_workers",
+    "purge",
+    "shutdown",
     "started",
     "stop",
     "stopped",
@@ -93,6 +95,27 @@ class Beat:
     corrupt: list[str]
     reaped: list[str]  # worker and node ids whose expired lease this beat removed
     released: int  # jobs the reaped workers had (back in the queue, or deleted if stopping)
+    shutdown_deadline_ms: int = 0  # when shutdown: by when it must be finished (server ms)
+    incarnation: str = ""  # the pool's life the node belongs to after this beat
+    life: str = "same"  # 'same', 'lost' (Redis lost the pool's state) or 'ended'
+
+    @property
+    def ended(self) -> bool:
+        """The node's pool was shut down (or purged) while it was cut off."""
+        return self.life == "ended"
+
+    @property
+    def lost(self) -> bool:
+        """Redis lost the pool's state; the node now belongs to ``incarnation``."""
+        return self.life == "lost"
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeStep:
+    status: str  # 'none', 'pending', 'more' or 'done' (lua/purge.lua)
+    incarnation: str
+    deadline_ms: int
+    now_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +137,7 @@ class Scripts:
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
         self._keys = keys.script_keys()
         self._templates = keys.script_templates()
+        self._schedule_template = keys.schedule_jobs_template
         self._scripts = {name: client.register_script(src) for name, src in sources().items()}
 
     async def _run(self, name: str, args: Sequence[str | int | bytes]) -> Any:
@@ -168,8 +192,9 @@ class Scripts:
         grace_ms: int,
         trim: str,
         route_limit: int,
+        incarnation: str,
     ) -> Beat:
-        args: list[str | int | bytes] = [node, ttl_ms, grace_ms, trim, route_limit, *workers]
+        args: list[str | int] = [node, ttl_ms, grace_ms, trim, route_limit, incarnation, *workers]
         (
             now,
             missing,
@@ -180,6 +205,8 @@ class Scripts:
             corrupt,
             reaped,
             released,
+            current,
+            life,
         ) = await self._run("heartbeat", args)
         pairs = [(text(routable[i]), int(routable[i + 1])) for i in range(0, len(routable), 2)]
         return Beat(
@@ -192,20 +219,36 @@ class Scripts:
             corrupt=[text(c) for c in corrupt],
             reaped=[text(r) for r in reaped],
             released=int(released),
+            shutdown_deadline_ms=int(shutdown),
+            incarnation=text(current),
+            life=text(life),
         )
 
-    async def join(self, worker: str, ttl_ms: int) -> tuple[str, int] | None:
-        """The new membership version and the server time, or None when shutting down. The
-        worker record names this process (host, pid) for pool_workers() and job_info()."""
-        res = await self._run("join", [worker, ttl_ms, socket.gethostname(), os.getpid()])
-        return (text(res[1]), int(res[2])) if text(res[0]) == "ok" else None
+    async def join(
+        self, worker: str, ttl_ms: int, incarnation: str
+    ) -> tuple[str, int] | Literal["shutdown", "changed"]:
+        """The new membership version and the server time; 'shutdown' when the pool shuts
+        down; 'changed' when the node's incarnation is not the pool's. The worker record names
+        this process (host, pid) for pool_workers() and job_info()."""
+        args: list[str | int] = [worker, ttl_ms, socket.gethostname(), os.getpid(), incarnation]
+        res = await self._run("join", args)
+        status = text(res[0])
+        if status == "ok":
+            return text(res[1]), int(res[2])
+        return "shutdown" if status == "shutdown" else "changed"
 
     async def leave(self, workers: Sequence[str]) -> str:
         return text(await self._run("leave", list(workers)))
 
-    async def owned_jobs(self, workers: Sequence[str]) -> dict[str, list[tuple[str, int, str]]]:
+    async def owned_jobs(
+        self, incarnation: str, workers: Sequence[str]
+    ) -> dict[str, list[tuple[str, int, str]]] | None:
+        """None when the node's incarnation is not the pool's (the records are not its own)."""
+        res = await self._run("owned_jobs", [incarnation, *workers])
+        if res == 0:
+            return None
         out: dict[str, list[tuple[str, int, str]]] = {}
-        for worker, flat in await self._run("owned_jobs", list(workers)):
+        for worker, flat in res:
             out[text(worker)] = [
                 (text(flat[i]), int(flat[i + 1]), text(flat[i + 2])) for i in range(0, len(flat), 3)
             ]
@@ -255,11 +298,30 @@ class Scripts:
     async def ticker(self, name: str, interval_ms: int) -> None:
         await self._run("ticker", [name, interval_ms])
 
-    async def tick(self, name: str) -> Tick | None:
-        """None once the ticker was stopped."""
-        res = await self._run("tick", [name])
-        if text(res[0]) == "stopped":
-            return None
+    async def shutdown(self, incarnation: str, ttl_ms: int) -> tuple[int, int] | None:
+        """(deadline ms, now ms) of the shutdown under way; None when the node's incarnation
+        is not the pool's."""
+        res = await self._run("shutdown", [incarnation, ttl_ms])
+        return (int(res[1]), int(res[2])) if text(res[0]) == "ok" else None
+
+    async def purge(
+        self, incarnation: str, overdue_only: bool, limit: int, tombstone_ms: int
+    ) -> PurgeStep:
+        res = await self._run(
+            "purge",
+            [incarnation, int(overdue_only), limit, tombstone_ms, self._schedule_template],
+        )
+        return PurgeStep(text(res[0]), text(res[1]), int(res[2]), int(res[3]))
+
+    async def tick(
+        self, name: str, interval_ms: int, incarnation: str
+    ) -> Tick | Literal["stopped", "changed"]:
+        """'stopped' once the ticker was stopped; 'changed' when the node's incarnation is
+        not the pool's (the node's heartbeat settles it)."""
+        res = await self._run("tick", [name, interval_ms, incarnation])
+        status = text(res[0])
+        if status in ("stopped", "changed"):
+            return "stopped" if status == "stopped" else "changed"
         return Tick(text(res[0]) == "won", int(res[1]), int(res[2]), int(res[3]), int(res[4]))
 
     async def withdraw(self, key: str, node: str, request: int) -> str:

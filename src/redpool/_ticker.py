@@ -1,20 +1,26 @@
 """Distributed tickers: each tick of a named ticker goes to exactly one node that is waiting
 for it. Tick k is due at start + k x interval on the Redis clock; the nodes that iterate race
-for it in tick.lua, and a node that does not iterate takes no tick."""
+for it in tick.lua, and a node that does not iterate takes no tick. A ticker whose entry Redis
+lost is created again (tick.lua); only ``stop()`` (a marker entry) or the node closing ends
+its iteration."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime
 
+import msgpack
 import redis.asyncio as aioredis
 from structlog.typing import FilteringBoundLogger
 
 from ._keys import Keys
+from ._lifecycle import PoolLife
 from ._redis import TRANSIENT, awaitable
 from ._scripts import Scripts
 from ._tasks import wait_or_timeout
 from ._types import from_ms
+
+_STOPPED = msgpack.packb({"stopped": True})  # the entry of a stopped ticker (tick.lua)
 
 
 class Ticker:
@@ -23,12 +29,16 @@ class Ticker:
     def __init__(
         self,
         name: str,
+        interval_ms: int,
         client: aioredis.Redis,
         keys: Keys,
         scripts: Scripts,
+        life: PoolLife,
         log: FilteringBoundLogger,
     ) -> None:
         self.name = name
+        self._interval_ms = interval_ms
+        self._life = life
         self._client = client
         self._keys = keys
         self._scripts = scripts
@@ -46,14 +56,16 @@ class Ticker:
         delay = 0.05
         while not self._closed:
             try:
-                tick = await self._scripts.tick(self.name)
+                tick = await self._scripts.tick(self.name, self._interval_ms, self._life.id)
             except TRANSIENT as exc:
                 self._log.warning("ticker cannot reach Redis; retrying", error=repr(exc))
+                tick = "changed"
+            if tick == "changed":  # Redis is away, or the node's next beat settles its life
                 await wait_or_timeout(self._wake, delay)
                 delay = min(delay * 2, 2.0)
                 continue
             delay = 0.05
-            if tick is None:
+            if tick == "stopped":
                 self._closed = True
                 break
             if tick.won:
@@ -73,4 +85,6 @@ class Ticker:
         return asyncio.ensure_future(self._delete())
 
     async def _delete(self) -> None:
-        await awaitable(self._client.hdel(self._keys.tickers, self.name))
+        # A marker rather than HDEL: tick.lua recreates a missing entry (lost with Redis's
+        # data) but ends at a marker. A new ticker of this name replaces it (ticker.lua).
+        await awaitable(self._client.hset(self._keys.tickers, mapping={self.name: _STOPPED}))

@@ -1,0 +1,91 @@
+"""The life of a pool: its incarnation id, the end of it (shutdown, purge) and its loss.
+
+Every life of a pool has an incarnation id in ``meta``, created by the first heartbeat of the
+first node and remembered by every node; every heartbeat compares it (heartbeat.lua). A node
+whose incarnation was ended by a shutdown or a purge (the ``ended`` tombstone holds it) closes
+itself instead of rejoining: a shutdown is final, also for a node that was paused or cut off
+through it. A node that finds its incarnation missing or replaced without a tombstone learns
+that Redis lost the pool's state: it reports and stops its jobs and rejoins the current life.
+
+Ending a pool deletes its keys in bounded steps (purge.lua) found from its records, never by a
+scan of the keyspace. A shutdown records its deadline in server time, so when its initiator
+dies, the next ``add_node`` finishes it once the deadline has passed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+
+import redis.asyncio as aioredis
+
+from ._keys import Keys
+from ._redis import connect, retry_transient
+from ._scripts import PurgeStep, Scripts
+from ._types import Job
+from .errors import PoolError, PoolShuttingDownError
+
+# A tombstone outlives any pause or partition a node could come back from, yet expires.
+TOMBSTONE_MS = 7 * 24 * 3600 * 1000
+PURGE_LIMIT = 500  # entries of each structure deleted per purge.lua call
+PURGE_STEP_TIMEOUT = 10.0  # seconds a purge step is retried through an outage
+
+StateLostHook = Callable[[Sequence[Job]], Awaitable[None] | None]
+"""``on_state_lost(jobs)``: the jobs this node ran when Redis lost the pool's state."""
+
+
+class LifeChanged(PoolError):
+    """The node's incarnation is not the pool's (a script answered 'changed'): its next
+    heartbeat adopts the new one or closes the node."""
+
+
+class PoolLife:
+    """The incarnation of the pool this node belongs to ('' until its first heartbeat)."""
+
+    def __init__(self) -> None:
+        self.id = ""
+
+    def adopt(self, incarnation: str) -> None:
+        self.id = incarnation
+
+
+async def purge(scripts: Scripts, overdue_only: bool, what: str) -> PurgeStep:
+    """End the pool's current incarnation and delete its keys, a bounded step at a time.
+    With ``overdue_only`` only a shutdown whose deadline has passed is finished; the step
+    returned then says 'none' (no shutdown) or 'pending' (one still under way)."""
+    step = PurgeStep("more", "", 0, 0)  # '' for the first call: whichever life is current
+    while step.status == "more":
+        step = await retry_transient(
+            partial(scripts.purge, step.incarnation, overdue_only, PURGE_LIMIT, TOMBSTONE_MS),
+            time.monotonic() + PURGE_STEP_TIMEOUT,
+            what,
+        )
+    return step
+
+
+def shutting_down(pool: str, step: PurgeStep) -> PoolShuttingDownError:
+    """The error for joining a pool whose shutdown is under way, saying how to get past it."""
+    left = max(0.0, (step.deadline_ms - step.now_ms) / 1000)
+    return PoolShuttingDownError(
+        f"pool {pool!r} is shutting down; its nodes are stopping their jobs. add_node() works "
+        f"again once that finished, and at the latest in {left:.1f}s (worker_shutdown_ttl "
+        f"after it began), when it finishes the shutdown itself. If no node of the pool is "
+        f"left, redpool.purge_pool(redis, {pool!r}) clears it now."
+    )
+
+
+async def purge_pool(redis: aioredis.Redis | str, pool_name: str) -> None:
+    """Clear a dead pool at once: end its incarnation and delete every key of it.
+
+    For a pool whose ``shutdown()`` was interrupted, or whose nodes all died. It does not wait
+    for anyone: a node still running in the pool stops its jobs and closes itself (with
+    :class:`PoolShuttingDownError`) at its next heartbeat, and never rejoins. Raises
+    :class:`RedisUnavailableError` if Redis cannot be reached."""
+    keys = Keys(pool_name)
+    client, owns = connect(redis)
+    try:
+        await purge(Scripts(client, keys), False, f"purging pool {pool_name!r}")
+    finally:
+        if owns:
+            await client.aclose()
