@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import redpool
-from tests.helpers import SlowStop, eventually
+from tests.helpers import Recorder, SlowStop, eventually
 from tests.procs import read_history, running_now
 
 
@@ -58,3 +58,27 @@ async def test_close_waits_for_a_shutdown_leave_already_under_way(make_node):
     await other.close()  # the README's pattern: wait for is_shutdown(), close(), exit
     assert handler.stopped == ["slow"], "close() returned before the node had stopped its jobs"
     await shutting
+
+
+async def test_purge_pool_deletes_a_pool_larger_than_one_purge_step(
+    make_node, redis: aioredis.Redis, pool_name: str
+):
+    node = await make_node(max_queued_jobs=5000)
+    handler = Recorder()
+    await node.add_worker(handler)
+    await node.add_worker(Recorder())
+    keys = [f"job-{i}" for i in range(1200)]  # more than two purge steps (500 each)
+    await asyncio.gather(*(node.dispatch_job(k) for k in keys))
+    handler.gate = asyncio.Event()  # so notes wait in Redis
+    await asyncio.gather(*(node.notify_worker(k, b"n") for k in keys[:50]))
+    await node.new_ticker("t", 60)
+    await redpool.purge_pool(redis, pool_name)
+    assert await redis.keys(f"redpool:{{{pool_name}}}:*") == [_tombstone(pool_name)]
+    # The node learns at its next beat that its pool ended, and closes without writing.
+    await eventually(node.is_shutdown, what="the node closed itself")
+    await node.close()
+    assert await redis.keys(f"redpool:{{{pool_name}}}:*") == [_tombstone(pool_name)]
+
+
+def _tombstone(pool_name: str) -> bytes:
+    return f"redpool:{{{pool_name}}}:ended".encode()
