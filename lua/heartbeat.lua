@@ -3,9 +3,8 @@
 -- ARG: node, ttl ms, ack grace ms, inbox trim id ('' for none), route limit, the pool
 --      incarnation the node belongs to ('' on its first beat), own worker ids...
 -- Returns {now ms, missing own workers, earliest time a lease may be reaped, ms (or -1),
---   version, shutdown (0, or the server ms by which a shutdown under way must be finished; 1
---   for a flag without a deadline), routable (flat key, epoch pairs), corrupt job keys, reaped
---   worker and node ids, number of jobs the reaped workers had, incarnation, life ('same' |
+--   version, shutdown (0/1), routable (flat key, epoch pairs), corrupt job keys, reaped worker
+--   and node ids, number of jobs the reaped workers had, incarnation, life ('same' |
 --   'lost': Redis lost the pool's state, the node now belongs to the returned incarnation |
 --   'ended': the node's pool was shut down; nothing was written)}.
 -- Invariants: a lease is renewed only while it exists, so a worker reaped as dead learns it
@@ -36,7 +35,7 @@ end
 -- so no beat for ttl/2 means Redis was down, stalled or cut off from everyone (a lease can
 -- expire only after ttl/3 + a gap of at least 2/3 ttl). Leases that ran out during the gap
 -- prove nothing: reaping waits until meta.amnesty, one TTL after the first beat past the gap.
-local meta = redis.call('HMGET', META, 'beat', 'amnesty', 'version', 'shutdown', 'deadline')
+local meta = redis.call('HMGET', META, 'beat', 'amnesty', 'version', 'shutdown')
 local last, amnesty = tonumber(meta[1]), tonumber(meta[2]) or 0
 if not last or now - last > ttl / 2 then
   amnesty = now + ttl
@@ -45,7 +44,7 @@ else
   redis.call('HSET', META, 'beat', now)
 end
 local shutdown = 0
-if meta[4] then shutdown = tonumber(meta[5]) or 1 end
+if meta[4] then shutdown = 1 end
 
 -- Renew (XX: only leases that still exist; CH counts them).
 local ids, renew = {node}, {now + ttl, node}

@@ -95,7 +95,6 @@ class Beat:
     corrupt: list[str]
     reaped: list[str]  # worker and node ids whose expired lease this beat removed
     released: int  # jobs the reaped workers had (back in the queue, or deleted if stopping)
-    shutdown_deadline_ms: int = 0  # when shutdown: by when it must be finished (server ms)
     incarnation: str = ""  # the pool's life the node belongs to after this beat
     life: str = "same"  # 'same', 'lost' (Redis lost the pool's state) or 'ended'
 
@@ -219,7 +218,6 @@ class Scripts:
             corrupt=[text(c) for c in corrupt],
             reaped=[text(r) for r in reaped],
             released=int(released),
-            shutdown_deadline_ms=int(shutdown),
             incarnation=text(current),
             life=text(life),
         )
