@@ -2,6 +2,7 @@
 
     python -m tests.proc URL POOL EVENTS_FILE [--workers N] [--ttl S] [--grace S] [--client]
         [--slow-stop S] [--shutdown-ttl S]
+        (--slow-stop: each stop() takes S seconds first; inf: stop() never returns)
 
 It prints ``ready <node id>`` once joined, then obeys one command per stdin line and answers
 ``ok ...`` or ``error <class> <message>``:

@@ -49,6 +49,8 @@ class RedisServer:
             "always",
             "--logfile",
             str(self.dir / "redis.log"),
+            "--enable-debug-command",  # DEBUG SLEEP: the stall fault tests
+            "local",
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
