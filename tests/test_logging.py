@@ -85,3 +85,16 @@ async def test_assigning_queued_jobs_logs_the_count_and_the_workers(make_node):
         await asyncio.gather(*dispatches)
     (assigned,) = [e for e in logs if e["event"] == "assigned jobs"]
     assert (assigned["moved"], assigned["to"], assigned["log_level"]) == (3, [worker.id], "info")
+
+
+async def test_a_failed_background_task_is_logged_with_what_it_was_doing(make_node):
+    node = await make_node()
+
+    async def fails() -> None:
+        raise RuntimeError("boom")
+
+    with structlog.testing.capture_logs() as logs:
+        node._host.spawn(fails(), "testing a failure")
+        await eventually(lambda: any(e["event"] == "background task failed" for e in logs))
+    failed = next(e for e in logs if e["event"] == "background task failed")
+    assert (failed["task"], failed["error"]) == ("testing a failure", "RuntimeError('boom')")

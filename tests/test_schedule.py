@@ -9,6 +9,7 @@ import json
 import time
 
 import redis.asyncio as aioredis
+import structlog
 
 import redpool
 from tests.helpers import eventually
@@ -108,3 +109,27 @@ async def test_a_plan_in_process_with_a_sync_producer(make_node):
     await node.add_worker(Handler())
     await node.schedule(Producer(), 60)
     await eventually(lambda: started == ["x"], what="planned at start-up")
+
+
+async def test_a_schedule_survives_redis_going_away_while_its_plan_is_applied(fresh_redis):
+    server = fresh_redis(appendonly=True)
+    calls: list[float] = []
+
+    class Producer:
+        name = "outage"
+
+        def plan(self) -> redpool.JobPlan:  # sync: runs in a thread
+            calls.append(time.monotonic())
+            if len(calls) == 1:
+                server.stop()  # gone before stop_all reads the schedule's jobs
+            return redpool.JobPlan(stop_all=True)
+
+    node = await redpool.add_node("outage", server.url, worker_ttl=1.0, job_sink_block=1.0)
+    with structlog.testing.capture_logs() as logs:
+        await node.schedule(Producer(), 0.1)
+        await eventually(
+            lambda: any(e.get("loop") == "schedule:outage" for e in logs), 15, "the error logged"
+        )
+    server.start()
+    await eventually(lambda: len(calls) >= 3, 15, "planning again once Redis is back")
+    await node.close()
