@@ -7,8 +7,8 @@
 --   ARGV[2]    = template of a node's inbox stream       ("...:node:*:inbox")
 --   ARGV[3]    = template of a job's pending notes list  ("...:notes:*")
 --   ARG[i]     = ARGV[i + 3]: the script's own arguments
--- Dynamic keys are built from the templates and carry the same hash tag, so every script stays
--- valid on Redis Cluster.
+-- Dynamic keys are built from the templates and carry the same hash tag, so every key a script
+-- touches is in the fixed keys' slot (they are not declared in KEYS: see docs/architecture.md §2).
 --
 -- Job record (msgpack map in JOBS[key]):
 --   p payload, c created ms (server), d dispatching node, r dispatch request id (while the
