@@ -10,6 +10,7 @@ import socket
 import pytest
 
 import redpool
+from redpool._routing import Ring
 from tests.helpers import Recorder, eventually
 
 
@@ -149,3 +150,37 @@ async def test_pool_workers_and_pool_jobs_say_who_runs_what(make_node, members):
     everything = await client.pool_jobs()
     assert [j.key for j in everything] == sorted(keys)
     assert await client.pool_jobs(worker="no-such-worker") == []
+
+
+async def test_pool_jobs_pages_through_more_jobs_than_one_script_call_reads(make_node):
+    node = await make_node()
+    worker = await node.add_worker(Recorder())
+    keys = [f"job-{i:04d}" for i in range(1200)]
+    for i in range(0, len(keys), 200):
+        await asyncio.gather(*(node.dispatch_job(k) for k in keys[i : i + 200]))
+    assert [j.key for j in await node.pool_jobs(worker=worker.id)] == keys
+    assert [j.key for j in await node.pool_jobs()] == keys
+    (info,) = await node.pool_workers()
+    assert info.job_count == len(keys)
+
+
+async def test_started_at_of_an_earlier_assignment_does_not_count_after_a_move(make_node):
+    node = await make_node()
+    first = await node.add_worker(Recorder())
+    slow = Recorder()
+    slow.gate = asyncio.Event()
+    second = await node.add_worker(slow)
+    ring = Ring("", {w.id: 0 for w in await node.pool_workers()})
+    key = next(k for k in (f"k{i}" for i in range(100)) if ring.route(k) == first.id)
+    await node.dispatch_job(key)
+    ran = await _info(node, key)
+    assert ran.started_at is not None
+    await node.remove_worker(first)  # the job moves to `second`, whose start() waits
+    try:
+        await eventually(lambda: bool(second.jobs()), what="start() called on the new owner")
+        moved = await _info(node, key)
+    finally:
+        slow.gate.set()
+    assert (moved.worker_id, moved.started_at) == (second.id, None)
+    assert moved.state in ("assigned", "starting") and moved.epoch > ran.epoch
+    await eventually(lambda: _state(node, key, "running"), what="running on the new owner")
