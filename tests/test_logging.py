@@ -89,12 +89,19 @@ async def test_assigning_queued_jobs_logs_the_count_and_the_workers(make_node):
 
 async def test_a_failed_background_task_is_logged_with_what_it_was_doing(make_node):
     node = await make_node()
+    worker = await node.add_worker(Recorder())
 
     async def fails() -> None:
         raise RuntimeError("boom")
 
     with structlog.testing.capture_logs() as logs:
         node._host.spawn(fails(), "testing a failure")
-        await eventually(lambda: any(e["event"] == "background task failed" for e in logs))
-    failed = next(e for e in logs if e["event"] == "background task failed")
-    assert (failed["task"], failed["error"]) == ("testing a failure", "RuntimeError('boom')")
+        worker._spawn(fails(), "testing")
+        await eventually(
+            lambda: len([e for e in logs if e["event"] == "background task failed"]) == 2
+        )
+    failed = {e["task"]: e["error"] for e in logs if e["event"] == "background task failed"}
+    assert failed == {
+        "testing a failure": "RuntimeError('boom')",
+        f"testing on worker {worker.id}": "RuntimeError('boom')",
+    }

@@ -15,7 +15,7 @@ import itertools
 import queue
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -166,6 +166,9 @@ class TaskSet:
                 self._log.error("background task failed", task=what, error=repr(exc))
 
         task.add_done_callback(done)
+
+    def __iter__(self) -> Iterator[asyncio.Task[None]]:
+        return iter(list(self._tasks))
 
 
 async def within(aw: Awaitable[T], timeout: float | None) -> T:

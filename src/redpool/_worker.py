@@ -7,15 +7,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from structlog.typing import FilteringBoundLogger
 
 from ._options import Options
-from ._tasks import Threads, abandon, call_maybe_async, finish_within
+from ._tasks import TaskSet, Threads, abandon, call_maybe_async, finish_within
 from ._types import Job, JobHandler, NotificationHandler
 from .errors import PoolError, Requeue
 
@@ -82,7 +82,7 @@ class Worker:
         self._opts = options
         self._threads = threads
         self._jobs: dict[str, _Local] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(host.log)
         self._stopped = False
         self._log = host.log.bind(worker=worker_id)
 
@@ -115,7 +115,7 @@ class Worker:
         local = _Local(job)
         local.job = replace(job, _owned=lambda: not local.gone and self._host.lease_valid())
         self._jobs[job.key] = local
-        self._spawn(self._start(local))
+        self._spawn(self._start(local), f"starting {job.key!r}")
 
     def _begin_stop(self, key: str, epoch: int) -> None:
         """A stop was requested for the job at ``epoch``: stop it and report the key free."""
@@ -126,14 +126,14 @@ class Worker:
             except PoolError as exc:  # the reconciler frees the key from its record
                 self._log.warning("could not report the stop", key=key, error=str(exc))
 
-        self._spawn(stop())
+        self._spawn(stop(), f"stopping {key!r}")
 
     def _notify(self, key: str, epoch: int) -> None:
         """Notifications wait for the job at ``epoch``: take and deliver them (after start()
         returned). If the job left this worker meanwhile, they wait for its next owner."""
         local = self._jobs.get(key)
         if local is not None and local.job.epoch == epoch:
-            self._spawn(self._deliver_notes(local))
+            self._spawn(self._deliver_notes(local), f"delivering notifications of {key!r}")
 
     async def _stop_local(self, key: str, epoch: int | None = None, report: bool = False) -> bool:
         """Stop a job here; True if stop() ran. ``report`` (with ``epoch``) frees the key in
@@ -184,10 +184,8 @@ class Worker:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        self._tasks.spawn(coro, f"{what} on worker {self.id}")
 
     def _forget(self, local: _Local) -> None:
         local.gone = True
