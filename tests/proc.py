@@ -73,10 +73,14 @@ class TickingHandler:
             else:
                 time.sleep(float(seconds))  # noqa: ASYNC251 - the stall under test
         self._log.write("start", job.key)
-        if job.payload == b"hang":
-            await asyncio.Event().wait()
-        if job.payload.startswith(b"slow:"):
-            await asyncio.sleep(float(job.payload[5:]))
+        try:
+            if job.payload == b"hang":
+                await asyncio.Event().wait()
+            if job.payload.startswith(b"slow:"):
+                await asyncio.sleep(float(job.payload[5:]))
+        except asyncio.CancelledError:  # start_timeout or fencing: this start() did not happen
+            self._log.write("stop", job.key)
+            raise
         self._tasks[job.key] = asyncio.create_task(self._run(job))
 
     async def _run(self, job: redpool.Job) -> None:

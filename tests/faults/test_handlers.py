@@ -22,9 +22,9 @@ TTL = 1.0
 async def test_a_start_that_never_returns_fails_its_dispatch_and_wedges_nothing(
     make_node, members, events_file
 ):
-    worker = await members("--ttl", str(TTL), "--start-timeout", "3", "--shutdown-ttl", "1")
-    client = await make_node(client_only=True, worker_ttl=TTL, ack_grace_period=2.0)
-    with pytest.raises(redpool.JobStartError, match=r"start\(\) did not return within 3s"):
+    worker = await members("--ttl", str(TTL), "--start-timeout", "2", "--shutdown-ttl", "1")
+    client = await make_node(client_only=True, worker_ttl=TTL, ack_grace_period=3.0)
+    with pytest.raises(redpool.JobStartError, match=r"start\(\) did not return within 2s"):
         await client.dispatch_job("k", b"hang")
     await client.dispatch_job("k")  # the key is free again
     await client.stop_job("k")
@@ -46,6 +46,8 @@ async def _leave_during_a_hanging_start(
     hanging = asyncio.create_task(client.dispatch_job(key, b"hang"))
     await eventually(lambda: _starts(events_file, key) == 1, 5, f"{key} hangs")
     await member.ask(command, timeout=15)
+    if command != "shutdown":  # the job was released, and waits for a worker: end it
+        await client.stop_job(key)
     with pytest.raises(redpool.PoolError):
         await hanging
 

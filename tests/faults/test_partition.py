@@ -1,7 +1,7 @@
 """A partition: a worker process cut off from Redis by a blackholing TCP proxy fences its jobs
 before its lease expires, also those whose start() finished during the partition (a start
-report is not retried past the fence time while it holds the key), so no key runs on two
-processes at once."""
+report is not retried past the fence time while it holds the key) and those whose start() is
+still running (cancelled at the fence time), so no key runs on two processes at once."""
 
 from __future__ import annotations
 
@@ -30,13 +30,17 @@ def proxy(redis_server: RedisServer) -> Iterator[Proxy]:
 async def test_a_blackholed_worker_stops_its_jobs_before_others_start_them(
     make_node, members, events_file, proxy
 ):
-    direct = [await members("--workers", "2", "--ttl", str(TTL)) for _ in range(2)]
-    cut_off = await members("--workers", "2", "--ttl", str(TTL), url=proxy.url)
+    direct = [await members("--workers", "2", "--ttl", str(TTL), "--grace", "5") for _ in range(2)]
+    cut_off = await members("--workers", "2", "--ttl", str(TTL), "--grace", "5", url=proxy.url)
     client = await make_node(client_only=True, worker_ttl=TTL, ack_grace_period=10.0)
     keys = [f"job-{i}" for i in range(60)]
     # Each start() takes a while, so the partition comes while some run on the cut-off node:
-    # they finish during it, and their reports cannot get through.
-    dispatches = [asyncio.create_task(client.dispatch_job(k, b"slow:0.5")) for k in keys]
+    # half finish during it, and their reports cannot get through; the other half would still
+    # run at the fence time, and are cancelled then.
+    dispatches = [
+        asyncio.create_task(client.dispatch_job(k, b"slow:0.5" if i % 2 else b"slow:3"))
+        for i, k in enumerate(keys)
+    ]
 
     def started_on_cut_off() -> bool:
         return any(pid == cut_off.pid for _, pid, _ in events_of(events_file, "start"))
