@@ -198,3 +198,27 @@ async def _stuck_start(node: redpool.Node, key: str) -> tuple[SyncHandler, async
 def _requested(node: redpool.Node, key: str) -> bool:
     worker = node.workers()[0]
     return any("begin_stop" in t.get_coro().__qualname__ for t in worker._tasks)
+
+
+class OwnershipAtStop:
+    """Records, when stop() begins, whether the job it stops still counted as owned."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, redpool.Job] = {}
+        self.owned_at_stop: list[bool] = []
+
+    async def start(self, job: redpool.Job) -> None:
+        self.jobs[job.key] = job
+
+    async def stop(self, key: str) -> None:
+        self.owned_at_stop.append(self.jobs[key].is_owned())
+
+
+async def test_a_job_being_stopped_is_no_longer_owned_while_the_lease_is_fresh(make_node):
+    node = await make_node()
+    handler = OwnershipAtStop()
+    await node.add_worker(handler)
+    await node.dispatch_job("k")
+    assert handler.jobs["k"].is_owned()
+    await node.stop_job("k")
+    assert handler.owned_at_stop == [False]

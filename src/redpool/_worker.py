@@ -61,6 +61,7 @@ class _Local:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     running: bool = False
     gone: bool = False
+    stopping: bool = False  # a stop was asked for: the job's work must end, whatever the lease
 
 
 class Worker:
@@ -113,7 +114,10 @@ class Worker:
     def _begin_start(self, job: Job) -> None:
         """Take a job: register it now (so stops and rebalances see it) and start it."""
         local = _Local(job)
-        local.job = replace(job, _owned=lambda: not local.gone and self._host.lease_valid())
+        local.job = replace(
+            job,
+            _owned=lambda: not (local.gone or local.stopping) and self._host.lease_valid(),
+        )
         self._jobs[job.key] = local
         self._spawn(self._start(local), f"starting {job.key!r}")
 
@@ -143,6 +147,7 @@ class Worker:
         local = self._jobs.get(key)
         ran = False
         if local is not None and (epoch is None or local.job.epoch == epoch):
+            local.stopping = True
             async with local.lock:
                 if not local.gone:
                     await self._stop_locked(local)
