@@ -6,13 +6,19 @@ pool runs each key; when a worker dies its jobs move to live workers within seco
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from typing import cast
+
 import redis.asyncio as aioredis
+import structlog
 from structlog.typing import FilteringBoundLogger
 
 from ._lifecycle import StateLostHook, purge_pool
 from ._node import Node
 from ._options import MIB, Options
-from ._redis import TRANSIENT, connect
+from ._redis import address, awaitable, check_server, connect, reason, retry_transient, translate
 from ._ticker import Ticker
 from ._types import (
     Job,
@@ -29,6 +35,7 @@ from ._version import __version__
 from ._worker import Worker
 from .errors import (
     DispatchTimeoutError,
+    EventLoopError,
     InvalidArgumentError,
     JobExistsError,
     JobNotFoundError,
@@ -37,6 +44,8 @@ from .errors import (
     PoolError,
     PoolShuttingDownError,
     QueueFullError,
+    RedisConfigError,
+    RedisFullError,
     RedisUnavailableError,
     Requeue,
     ScheduleStop,
@@ -45,6 +54,7 @@ from .errors import (
 
 __all__ = [
     "DispatchTimeoutError",
+    "EventLoopError",
     "InvalidArgumentError",
     "Job",
     "JobExistsError",
@@ -62,6 +72,8 @@ __all__ = [
     "PoolError",
     "PoolShuttingDownError",
     "QueueFullError",
+    "RedisConfigError",
+    "RedisFullError",
     "RedisUnavailableError",
     "Requeue",
     "ScheduleStop",
@@ -88,7 +100,9 @@ async def add_node(
     max_payload_size: int = MIB,
     start_timeout: float | None = None,
     sync_threads: int = 32,
-    logger: FilteringBoundLogger | None = None,
+    connect_timeout: float = 10.0,
+    max_connections: int = 50,
+    logger: FilteringBoundLogger | logging.Logger | None = None,
     on_state_lost: StateLostHook | None = None,
 ) -> Node:
     """Join (or create) the pool ``pool_name`` on ``redis`` (a client or a URL) and return
@@ -104,13 +118,58 @@ async def add_node(
         start_timeout=start_timeout,
         sync_threads=sync_threads,
         on_state_lost=on_state_lost,
+        connect_timeout=connect_timeout,
+        max_connections=max_connections,
     )
-    client, owns = connect(redis)
-    node = Node(pool_name, client, owns, options, logger)
+    log = _structured(logger)
+    client, owns = connect(redis, options.max_connections)
+    where = address(client)
     try:
+        # Redis may still be starting (a compose file, a restart): wait for it, like arq.
+        await retry_transient(
+            lambda: awaitable(client.ping()),
+            time.monotonic() + options.connect_timeout,
+            "connecting",
+        )
+        await check_server(client, log.bind(pool=pool_name))
+        node = Node(pool_name, client, owns, options, log)
         await node._open()
-    except TRANSIENT as exc:
+    except BaseException as exc:
         if owns:
-            await client.aclose()
-        raise RedisUnavailableError(f"cannot join pool {pool_name!r}: {exc!r}") from exc
+            await asyncio.shield(client.aclose())
+        if isinstance(exc, RedisUnavailableError):
+            raise RedisUnavailableError(
+                f"cannot join pool {pool_name!r}: Redis at {where} not reachable within "
+                f"connect_timeout={options.connect_timeout:g}s: {reason(exc.__cause__ or exc)}; "
+                "check the host and port, and that Redis is running"
+            ) from exc
+        mapped = translate(exc, where)
+        if mapped is exc:
+            raise
+        raise type(mapped)(f"cannot join pool {pool_name!r}: {mapped}") from exc
     return node
+
+
+def _structured(logger: object) -> FilteringBoundLogger:
+    """A structlog logger for ``logger``: structlog's own, or a stdlib Logger wrapped so that
+    each event reaches it as one line with its fields (``event='...' pool='...'``)."""
+    if logger is None:
+        return cast(FilteringBoundLogger, structlog.get_logger("redpool"))
+    if isinstance(logger, logging.Logger):
+        return cast(
+            FilteringBoundLogger,
+            structlog.wrap_logger(
+                logger,
+                wrapper_class=structlog.stdlib.BoundLogger,
+                processors=[
+                    structlog.stdlib.filter_by_level,
+                    structlog.processors.format_exc_info,
+                    structlog.processors.KeyValueRenderer(key_order=["event"]),
+                ],
+            ),
+        )
+    if all(callable(getattr(logger, name, None)) for name in ("bind", "info", "warning")):
+        return cast(FilteringBoundLogger, logger)
+    raise InvalidArgumentError(
+        f"logger must be a structlog logger or a logging.Logger, got {type(logger).__name__}"
+    )

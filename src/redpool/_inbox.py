@@ -16,7 +16,9 @@ from ._host import Host
 from ._keys import Keys
 from ._lease import LeaseClock
 from ._options import Options
+from ._redis import reader_timeout
 from ._scripts import Scripts
+from ._tasks import within
 from ._types import Job, from_ms
 
 READ_COUNT = 1000
@@ -172,6 +174,7 @@ class InboxReader:
         self._inbox = keys.inbox(node_id)
         self._events = keys.events
         self._block_ms = max(1, int(block_s * 1000))
+        self._timeout = reader_timeout(block_s)
         self._cursors: dict[KeyT, StreamIdT] = {self._inbox: "0-0", self._events: events_from}
 
     @property
@@ -185,7 +188,10 @@ class InboxReader:
         self._cursors = {self._inbox: "0-0", self._events: "0-0"}
 
     async def step(self) -> None:
-        reply = await self._client.xread(self._cursors, count=READ_COUNT, block=self._block_ms)
+        reply = await within(
+            self._client.xread(self._cursors, count=READ_COUNT, block=self._block_ms),
+            self._timeout,
+        )
         for raw_stream, entries in reply or []:
             stream = raw_stream.decode()
             decoded: list[Message] = []

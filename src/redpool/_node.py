@@ -8,8 +8,9 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import cast
+from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
 import structlog
@@ -26,7 +27,15 @@ from ._membership import Membership
 from ._options import Options
 from ._queries import Queries
 from ._reconcile import Reconciler
-from ._redis import TRANSIENT, UNREACHABLE, awaitable, retry_transient, sibling
+from ._redis import (
+    TRANSIENT,
+    UNREACHABLE,
+    Boundary,
+    awaitable,
+    public,
+    reader_client,
+    retry_transient,
+)
 from ._schedule import Schedule, ticker_name
 from ._scripts import Beat, Scripts
 from ._tasks import call_maybe_async, cancel, supervise
@@ -41,6 +50,8 @@ from .errors import (
     PoolError,
     PoolShuttingDownError,
 )
+
+T = TypeVar("T")
 
 
 class Node:
@@ -60,6 +71,7 @@ class Node:
         self._keys = Keys(pool_name)
         self._client = client
         self._owns_client = owns_client
+        self._boundary = Boundary(client)
         self._scripts = Scripts(client, self._keys)
         base: FilteringBoundLogger = logger or structlog.get_logger("redpool")
         self.log = base.bind(pool=pool_name, node=self.id)
@@ -112,7 +124,7 @@ class Node:
         last = await self._client.xrevrange(self._keys.events, count=1)
         # The blocking read gets a connection of its own: cancelling it on close must not
         # leave a broken connection in the pool every other call uses.
-        self._reader_client = sibling(self._client, max_connections=1)
+        self._reader_client = reader_client(self._client, self._opts.job_sink_block)
         router = InboxRouter(
             self._scripts, self._host, self._clock, self._dispatcher, self._opts, self.log
         )
@@ -153,6 +165,7 @@ class Node:
         """The workers of this node."""
         return list(self._host.workers.values())
 
+    @public
     async def add_worker(self, handler: JobHandler) -> Worker:
         """Add a worker running ``handler``; it takes its share of the pool's keys at once."""
         self._check_open()
@@ -168,6 +181,7 @@ class Node:
         self._lease.wake()  # route queued jobs to the new worker now
         return worker
 
+    @public
     async def remove_worker(self, worker: Worker) -> None:
         """Stop the worker's jobs here and hand them to the other workers of the pool."""
         self._check_open()
@@ -176,23 +190,27 @@ class Node:
         await self._host.remove([worker])
         await self._lease.beat()  # route its jobs now, not at the next beat
 
+    @public
     async def dispatch_job(self, key: str, payload: bytes = b"") -> None:
         """Start a job on the worker that owns ``key``; return once its start() returned."""
         self._check_open()
         await self._dispatcher.dispatch(key, payload)
 
+    @public
     async def stop_job(self, key: str) -> None:
         """Stop the job ``key`` wherever it runs; return once its stop() returned and the key
         is free."""
         self._check_open()
         await self._dispatcher.stop(key)
 
+    @public
     async def notify_worker(self, key: str, payload: bytes) -> None:
         """Deliver ``payload`` to ``handle_notification`` of the worker that runs ``key``,
         once and in the order sent per key (also when the job moves meanwhile)."""
         self._check_open()
         await self._dispatcher.notify(key, payload)
 
+    @public
     async def new_ticker(self, name: str, interval: float) -> Ticker:
         """A ticker shared by every node that creates one of this ``name``: each tick goes to
         exactly one node that is iterating. A ticker of another interval replaces the older
@@ -204,6 +222,7 @@ class Node:
         self._tickers.append(ticker)  # closed with the node
         return ticker
 
+    @public
     async def schedule(self, producer: JobProducer, interval: float) -> None:
         """Run ``producer.plan()`` every ``interval`` seconds on one node of the pool (the
         schedules of every node with this producer name are one schedule) and apply it."""
@@ -217,16 +236,21 @@ class Node:
         self._tickers.append(ticker)
         self._schedules.append(supervise(name, plan.step, self.log))
 
+    @public
     async def job_keys(self) -> list[str]:
         """Keys of every job in the pool, whatever its state (from admitted to stopping)."""
         self._check_open()
-        keys = await awaitable(self._client.hkeys(self._keys.jobs))
+        keys = await self._query(lambda: awaitable(self._client.hkeys(self._keys.jobs)), "job keys")
         return sorted(k.decode() for k in keys)
 
+    @public
     async def job_payload(self, key: str) -> bytes | None:
         """The payload of job ``key`` (b"" when empty), or None when there is no such job."""
         self._check_open()
-        raw = await awaitable(self._client.hget(self._keys.jobs, check_key(key)))
+        key = check_key(key)
+        raw = await self._query(
+            lambda: awaitable(self._client.hget(self._keys.jobs, key)), f"payload of {key!r}"
+        )
         if raw is None:
             return None
         try:
@@ -235,12 +259,15 @@ class Node:
             self.log.warning("corrupt job record", key=key, error=str(exc))
             return None
 
+    @public
     async def job_info(self, key: str) -> JobInfo | None:
         """Where job ``key`` is: its state, worker, node, host and pid, epoch, attempts and
         times (not its payload), or None when there is no such job."""
         self._check_open()
-        return await self._queries.job_info(check_key(key))
+        key = check_key(key)
+        return await self._query(lambda: self._queries.job_info(key), f"job info of {key!r}")
 
+    @public
     async def pool_jobs(self, worker: str | None = None) -> list[JobInfo]:
         """Every job of the pool, or only those of the worker with id ``worker``, sorted by
         key; one round trip per 500 jobs. Not a snapshot: a job that moves meanwhile is listed
@@ -248,13 +275,15 @@ class Node:
         self._check_open()
         if worker is not None:
             check_name(worker, "worker id")
-        return await self._queries.pool_jobs(worker)
+        return await self._query(lambda: self._queries.pool_jobs(worker), "pool jobs")
 
+    @public
     async def pool_workers(self) -> list[WorkerInfo]:
         """Every worker of the pool, on every node, with its host, pid and job count."""
         self._check_open()
-        return await self._queries.pool_workers()
+        return await self._query(self._queries.pool_workers, "pool workers")
 
+    @public
     async def close(self) -> None:
         """Leave the pool: this node's jobs move to workers on other nodes (stop() runs here
         first). Other nodes keep running. Returns once the node has left, also when a pool
@@ -263,6 +292,7 @@ class Node:
             await self._close(PoolClosedError("the node was closed"))
         await self._left.wait()
 
+    @public
     async def shutdown(self) -> None:
         """Shut the whole pool down: every node stops its jobs and leaves; returns when all
         have (or worker_shutdown_ttl passed), with every key of the pool deleted. If this
@@ -309,6 +339,10 @@ class Node:
         await self.close()
 
     # -- internals --------------------------------------------------------------------------
+
+    async def _query(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """A read for the user, retried through an outage like dispatch_job."""
+        return await retry_transient(call, time.monotonic() + self._opts.dispatch_timeout, what)
 
     def _check_full_node(self, what: str) -> None:
         self._check_open()

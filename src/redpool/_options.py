@@ -41,6 +41,8 @@ class Options:
     on_state_lost: StateLostHook | None = None
     """Called with the jobs this node was running when Redis lost the pool's state (they
     were stopped here), e.g. to dispatch them again."""
+    connect_timeout: float = 10.0
+    max_connections: int = 50
 
     def __post_init__(self) -> None:
         for name in ("worker_ttl", "ack_grace_period", "worker_shutdown_ttl", "job_sink_block"):
@@ -50,6 +52,9 @@ class Options:
         _count("sync_threads", self.sync_threads)
         _count("max_queued_jobs", self.max_queued_jobs)
         _count("max_payload_size", self.max_payload_size)
+        _count("max_connections", self.max_connections)
+        if isinstance(self.connect_timeout, bool) or self.connect_timeout != 0:  # 0: try once
+            _positive("connect_timeout", self.connect_timeout)
         if not isinstance(self.client_only, bool):
             raise InvalidArgumentError(f"client_only must be a bool, got {self.client_only!r}")
         if self.on_state_lost is not None and not callable(self.on_state_lost):

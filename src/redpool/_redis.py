@@ -1,30 +1,57 @@
-"""Connections to Redis and what counts as a transient failure of one."""
+"""Connections to Redis, what counts as a transient failure of one, and the public API's error
+boundary: nothing from redis-py gets past it."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar, cast
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
 import redis.asyncio as aioredis
-import redis.exceptions
+import redis.exceptions as rex
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from structlog.typing import FilteringBoundLogger
 
 from ._tasks import within
-from .errors import InvalidArgumentError, RedisUnavailableError
+from .errors import (
+    EventLoopError,
+    InvalidArgumentError,
+    PoolError,
+    RedisConfigError,
+    RedisFullError,
+    RedisUnavailableError,
+)
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 # Connection loss, timeouts and LOADING (a restarting server): worth retrying.
 TRANSIENT: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
+    rex.ConnectionError,
+    rex.TimeoutError,
     asyncio.TimeoutError,
     OSError,
 )
 
+# Refusals no retry can fix (redis-py makes the first two ConnectionErrors): raised at once.
+REFUSED: tuple[type[BaseException], ...] = (
+    rex.AuthenticationError,
+    rex.AuthorizationError,
+    rex.NoPermissionError,
+    rex.AuthenticationWrongNumberOfArgsError,
+)
+
+# What the error boundary translates.
+_FOREIGN: tuple[type[BaseException], ...] = (rex.RedisError, RuntimeError, *TRANSIENT)
+
 # ... and what retry_transient raises once it gives up.
 UNREACHABLE: tuple[type[BaseException], ...] = (RedisUnavailableError, *TRANSIENT)
+
+MIN_VERSION = (7, 0)  # script flags (allow-oom), used by the lease renewal
 
 
 def awaitable(result: Awaitable[T] | T) -> Awaitable[T]:
@@ -33,10 +60,20 @@ def awaitable(result: Awaitable[T] | T) -> Awaitable[T]:
     return cast(Awaitable[T], result)
 
 
-def connect(target: aioredis.Redis | str) -> tuple[aioredis.Redis, bool]:
-    """A client that returns bytes, and whether redpool owns (and so closes) it."""
+def connect(target: aioredis.Redis | str, max_connections: int) -> tuple[aioredis.Redis, bool]:
+    """A client that returns bytes, and whether redpool owns (and so closes) it. A client
+    redpool creates has at most ``max_connections`` connections; callers beyond wait for one."""
     if isinstance(target, str):
-        return aioredis.Redis.from_url(target), True
+        try:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                target, max_connections=max_connections, timeout=None
+            )
+        except ValueError as exc:
+            raise InvalidArgumentError(
+                f"invalid Redis URL {_redact(target)!r}: {exc}; expected "
+                "redis://[[user]:password@]host[:port][/db] (or rediss:// or unix://)"
+            ) from exc
+        return aioredis.Redis.from_pool(pool), True
     if not isinstance(target, aioredis.Redis):
         raise InvalidArgumentError(
             f"redis must be a redis.asyncio.Redis or a URL string, got {type(target).__name__}"
@@ -44,29 +81,204 @@ def connect(target: aioredis.Redis | str) -> tuple[aioredis.Redis, bool]:
     if not target.connection_pool.connection_kwargs.get("decode_responses"):
         return target, False
     # redpool stores msgpack: it needs bytes, so it opens its own pool to the same server.
-    return sibling(target), True
+    return sibling(target, max_connections), True
 
 
-def sibling(client: aioredis.Redis, max_connections: int | None = None) -> aioredis.Redis:
-    """A new client to the same server with its own connection pool, returning bytes."""
+def sibling(client: aioredis.Redis, max_connections: int, **overrides: Any) -> aioredis.Redis:
+    """A new client to the same server with its own bounded pool, returning bytes."""
     pool = client.connection_pool
-    kwargs = {**pool.connection_kwargs, "decode_responses": False}
-    if max_connections is not None:
-        kwargs["max_connections"] = max_connections
-    own = aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
-    return aioredis.Redis(connection_pool=own)
+    kwargs = {**pool.connection_kwargs, "decode_responses": False, **overrides}
+    own = aioredis.BlockingConnectionPool(
+        connection_class=pool.connection_class,
+        max_connections=max_connections,
+        timeout=None,
+        **kwargs,
+    )
+    return aioredis.Redis.from_pool(own)
+
+
+def reader_client(client: aioredis.Redis, block_s: float) -> aioredis.Redis:
+    """The blocking inbox read's own connection. Cancelling the read on close must not break
+    a connection others use, and its socket timeout (the block time plus a margin, whatever
+    the user's client has) turns a half-open connection into an error within about one block
+    interval; the reader loop then reconnects. redis-py's own retry is off: it would multiply
+    that time."""
+    timeout = reader_timeout(block_s)
+    return sibling(
+        client,
+        1,
+        socket_timeout=None,
+        socket_connect_timeout=timeout,
+        socket_keepalive=True,
+        health_check_interval=block_s,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def reader_timeout(block_s: float) -> float:
+    """How long the reader waits for an XREAD that blocks ``block_s`` seconds."""
+    return block_s + max(1.0, block_s / 2)
+
+
+def address(client: aioredis.Redis) -> str:
+    """Where ``client`` connects, for error messages (never its password)."""
+    kw = client.connection_pool.connection_kwargs
+    if "path" in kw:
+        return f"unix:{kw['path']}"
+    return f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+def reason(exc: BaseException) -> str:
+    """What went wrong, in words (an asyncio timeout has none of its own)."""
+    return str(exc) or f"no reply in time ({type(exc).__name__})"
+
+
+def refused(exc: BaseException) -> bool:
+    """A refusal a retry cannot fix: wrong credentials, or an ACL denial (also one raised
+    by a command inside a script)."""
+    return isinstance(exc, REFUSED) or (isinstance(exc, rex.ResponseError) and "NOPERM" in str(exc))
+
+
+def translate(exc: BaseException, where: str) -> BaseException:
+    """The PoolError that ``exc`` (raised by redis-py or asyncio) means for a user; anything
+    else is returned as it is."""
+    if isinstance(exc, PoolError):
+        return exc
+    if refused(exc):
+        return RedisConfigError(
+            f"Redis at {where} refused redpool: {exc}; check the password and that the ACL "
+            "user may run EVALSHA and redpool's commands on the pool's keys"
+        )
+    if isinstance(exc, rex.OutOfMemoryError):
+        return RedisFullError(
+            f"Redis at {where} is out of memory (maxmemory): {exc}; the operation did not "
+            "take effect; free memory or raise maxmemory, then retry"
+        )
+    if isinstance(exc, rex.ResponseError) and "DB index is out of range" in str(exc):
+        return RedisConfigError(f"Redis at {where}: {exc}; use a db number the server has")
+    if isinstance(exc, TRANSIENT):
+        return RedisUnavailableError(f"Redis at {where} unreachable: {reason(exc)}")
+    if isinstance(exc, RuntimeError) and "different loop" in str(exc):
+        return EventLoopError(
+            "this node's connections belong to another event loop; use a node only in the "
+            "event loop that created it"
+        )
+    if isinstance(exc, rex.RedisError):
+        return PoolError(f"Redis at {where} answered with an error: {exc!r}")
+    return exc
+
+
+class Boundary:
+    """The public API's error boundary for one node: redis-py errors become PoolErrors that
+    name the server, and a call from another event loop is refused before it can break a
+    connection."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.where = address(client)
+        self._loop = asyncio.get_running_loop()
+
+    def check_loop(self) -> None:
+        if asyncio.get_running_loop() is not self._loop:
+            raise EventLoopError(
+                "this node was created in another event loop; a node (and its redis client) "
+                "can be used only in the event loop that created it"
+            )
+
+
+class Guarded(Protocol):
+    @property
+    def _boundary(self) -> Boundary: ...
+
+
+S = TypeVar("S", bound=Guarded)
+
+
+def public(
+    method: Callable[Concatenate[S, P], Awaitable[T]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
+    """Put a public async method behind its object's error boundary."""
+
+    async def guarded(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        boundary = self._boundary
+        boundary.check_loop()
+        try:
+            return await method(self, *args, **kwargs)
+        except _FOREIGN as exc:
+            mapped = translate(exc, boundary.where)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    return functools.wraps(method)(guarded)
 
 
 async def retry_transient(call: Callable[[], Awaitable[T]], deadline: float, what: str) -> T:
     """Run ``call`` until it succeeds, retrying transient failures with backoff until
-    ``deadline`` (monotonic); then raise RedisUnavailableError."""
+    ``deadline`` (monotonic); then raise RedisUnavailableError. A refusal (credentials,
+    ACL) is raised at once: no retry fixes it."""
     delay = 0.02
     while True:
         remaining = deadline - time.monotonic()
         try:
             return await within(call(), max(remaining, 0.001))
         except TRANSIENT as exc:
+            if refused(exc):
+                raise
             if time.monotonic() + delay >= deadline:
-                raise RedisUnavailableError(f"{what}: Redis unavailable ({exc!r})") from exc
+                raise RedisUnavailableError(f"{what}: Redis unreachable: {reason(exc)}") from exc
         await asyncio.sleep(delay)
         delay = min(delay * 2, 1.0)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+# Policies under which Redis may evict keys without a TTL, that is redpool's keys.
+def _evicts_pool_keys(policy: str) -> bool:
+    return policy.startswith("allkeys-")
+
+
+async def check_server(client: aioredis.Redis, log: FilteringBoundLogger) -> None:
+    """At join: refuse a server too old for redpool's scripts, and warn when its eviction
+    policy may delete pool state. What an ACL or a managed Redis does not let us read is
+    skipped (logged at debug level)."""
+    where = address(client)
+    try:
+        server = await client.info("server")
+    except rex.ResponseError as exc:
+        log.debug("cannot read the Redis version; not checked", error=str(exc))
+    else:
+        version = str(server.get("redis_version", ""))
+        if _version(version) < MIN_VERSION:
+            raise RedisConfigError(
+                f"Redis at {where} is version {version}; redpool needs Redis 7.0 or newer"
+            )
+    policy = await _eviction_policy(client, log)
+    if policy is not None and _evicts_pool_keys(policy):
+        log.warning(
+            "Redis may evict this pool's keys: jobs would vanish silently under memory "
+            "pressure; set maxmemory-policy to noeviction (or a volatile-* policy)",
+            redis=where,
+            maxmemory_policy=policy,
+        )
+
+
+async def _eviction_policy(client: aioredis.Redis, log: FilteringBoundLogger) -> str | None:
+    try:
+        found = await client.config_get("maxmemory-policy")
+        if "maxmemory-policy" in found:
+            return str(found["maxmemory-policy"])
+    except rex.ResponseError as exc:  # CONFIG is often denied on managed Redis
+        log.debug("CONFIG GET denied; reading the eviction policy from INFO", error=str(exc))
+    try:
+        memory = await client.info("memory")
+    except rex.ResponseError as exc:
+        log.debug("cannot read the eviction policy; not checked", error=str(exc))
+        return None
+    policy = memory.get("maxmemory_policy")
+    return None if policy is None else str(policy)

@@ -66,6 +66,20 @@ class RedisUnavailableError(PoolError):
     """Redis could not be reached in time; the operation did not take effect (or is unknown)."""
 
 
+class RedisConfigError(InvalidArgumentError):
+    """Redis refused redpool for a reason no retry fixes: a wrong password, an ACL user
+    without a permission redpool needs, a db the server lacks, a server older than 7.0."""
+
+
+class RedisFullError(PoolError):
+    """Redis is out of memory (``maxmemory`` with ``noeviction``): the operation was refused
+    and took no effect; running jobs keep running."""
+
+
+class EventLoopError(PoolError):
+    """A node was used from an event loop other than the one it was created in."""
+
+
 class ScheduleStop(Exception):
     """Raised by a producer's ``plan()`` to end its schedule on every node."""
 
