@@ -1,7 +1,9 @@
 """The Lua scripts of ``lua/``: loaded once, run with EVALSHA, wrapped in typed calls.
 
-Each script is ``lua/_prelude.lua`` followed by the script's own file. redis-py's Script object
-runs EVALSHA and loads the script again only when the server answers NOSCRIPT (after a restart).
+Each script is ``lua/_prelude.lua`` followed by the script's own file, behind a Redis 7
+shebang line for the scripts flagged ``allow-oom``. redis-py's Script object runs EVALSHA and
+loads the script again only when the server answers NOSCRIPT (after a restart); the flags are
+part of the loaded source, so EVALSHA runs with them.
 """
 
 from __future__ import annotations
@@ -43,17 +45,46 @@ _NAMES = (
 )
 
 
+# Scripts that must run when Redis is out of memory (maxmemory with noeviction): they renew
+# leases and move, start, stop or free jobs that exist, and never admit a job or add a note, so
+# a full Redis refuses new work (RedisFullError) but does not fence nodes or stop running jobs.
+# Without the flag Redis refuses any write in a script under OOM. What they may add is bounded:
+# stream messages (trimmed) and records rewritten in place.
+ALLOW_OOM = frozenset(
+    {
+        "assign",
+        "claim",
+        "heartbeat",
+        "leave",
+        "owned_jobs",
+        "started",
+        "stop",
+        "stopped",
+        "take_notes",
+        "withdraw",
+    }
+)
+
+
 def _lua_dir() -> Path:
     # In a wheel the scripts ship as redpool/lua; in a source checkout they live in ../../lua.
     packaged = Path(str(resources.files("redpool"))) / "lua"
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "lua"
 
 
+def _shebang(name: str) -> str:
+    """Redis reads script flags only from the first line of the source."""
+    return "#!lua flags=allow-oom\n" if name in ALLOW_OOM else ""
+
+
 @cache
 def sources() -> dict[str, str]:
     folder = _lua_dir()
     prelude = (folder / "_prelude.lua").read_text()
-    return {name: prelude + "\n" + (folder / f"{name}.lua").read_text() for name in _NAMES}
+    return {
+        name: _shebang(name) + prelude + "\n" + (folder / f"{name}.lua").read_text()
+        for name in _NAMES
+    }
 
 
 @dataclass(frozen=True, slots=True)
