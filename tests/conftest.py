@@ -30,11 +30,12 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def fresh_redis() -> Iterator[Callable[..., RedisServer]]:
-    """Factory of dedicated servers (appendonly=True for restart tests)."""
+    """Factory of dedicated servers (appendonly=True for restart tests; more redis-server
+    options as further arguments)."""
     servers: list[RedisServer] = []
 
-    def make(appendonly: bool = False) -> RedisServer:
-        server = RedisServer(appendonly=appendonly)
+    def make(appendonly: bool = False, *extra: str) -> RedisServer:
+        server = RedisServer(appendonly=appendonly, extra=extra)
         server.start()
         servers.append(server)
         return server

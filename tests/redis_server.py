@@ -9,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -19,13 +20,15 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server. ``appendonly`` keeps data across restart(), as in production."""
+    """One redis-server. ``appendonly`` keeps data across restart(), as in production;
+    ``extra`` are more command-line options (``--requirepass``, ``--maxmemory`` ...)."""
 
-    def __init__(self, appendonly: bool = False) -> None:
+    def __init__(self, appendonly: bool = False, extra: Sequence[str] = ()) -> None:
         self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="redpool-redis-"))
         self.appendonly = appendonly
+        self.extra = list(extra)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,6 +54,7 @@ class RedisServer:
             str(self.dir / "redis.log"),
             "--enable-debug-command",  # DEBUG SLEEP: the stall fault tests
             "local",
+            *self.extra,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
@@ -60,7 +64,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):  # up (with a password)
                         return
             except OSError:
                 pass

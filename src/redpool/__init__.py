@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import cast
 
 import redis.asyncio as aioredis
@@ -18,7 +17,7 @@ from structlog.typing import FilteringBoundLogger
 from ._lifecycle import StateLostHook, purge_pool
 from ._node import Node
 from ._options import MIB, Options
-from ._redis import address, awaitable, check_server, connect, reason, retry_transient, translate
+from ._redis import address, check_server, connect, join_error, wait_ready
 from ._ticker import Ticker
 from ._types import (
     Job,
@@ -123,30 +122,18 @@ async def add_node(
     )
     log = _structured(logger)
     client, owns = connect(redis, options.max_connections)
-    where = address(client)
     try:
-        # Redis may still be starting (a compose file, a restart): wait for it, like arq.
-        await retry_transient(
-            lambda: awaitable(client.ping()),
-            time.monotonic() + options.connect_timeout,
-            "connecting",
-        )
+        await wait_ready(client, options.connect_timeout)
         await check_server(client, log.bind(pool=pool_name))
         node = Node(pool_name, client, owns, options, log)
         await node._open()
     except BaseException as exc:
         if owns:
             await asyncio.shield(client.aclose())
-        if isinstance(exc, RedisUnavailableError):
-            raise RedisUnavailableError(
-                f"cannot join pool {pool_name!r}: Redis at {where} not reachable within "
-                f"connect_timeout={options.connect_timeout:g}s: {reason(exc.__cause__ or exc)}; "
-                "check the host and port, and that Redis is running"
-            ) from exc
-        mapped = translate(exc, where)
+        mapped = join_error(exc, pool_name, address(client), options.connect_timeout)
         if mapped is exc:
             raise
-        raise type(mapped)(f"cannot join pool {pool_name!r}: {mapped}") from exc
+        raise mapped from exc
     return node
 
 

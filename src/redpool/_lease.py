@@ -152,7 +152,8 @@ class Lease:
             self._on_life_changed(beat, [f.job for f in fenced])
         if self._clock.fenced:
             self._clock.fenced = False
-            self._log.info("lease renewed again; resuming")
+            if self._host.worker_ids():  # fencing only matters to a node with workers
+                self._log.info("lease renewed again; resuming")
             jobs, self._fenced_jobs = self._fenced_jobs, []
             if jobs:
                 self._host.spawn(self._resume(jobs), "routing the fenced jobs again")
@@ -169,7 +170,8 @@ class Lease:
             return
         self._clock.fenced = True
         if reason is None:
-            self._log.warning("lease not renewed in time; fencing: stopping all jobs here")
+            if self._host.worker_ids():  # a client-only node hosts nothing to stop
+                self._log.warning("lease not renewed in time; fencing: stopping all jobs here")
         else:
             self._log.error(f"{reason}; fencing: stopping all jobs here")
         self._fenced_jobs += self._host.fence()

@@ -31,6 +31,7 @@ from ._redis import (
     TRANSIENT,
     UNREACHABLE,
     Boundary,
+    Outage,
     awaitable,
     public,
     reader_client,
@@ -75,6 +76,7 @@ class Node:
         self._scripts = Scripts(client, self._keys)
         base: FilteringBoundLogger = logger or structlog.get_logger("redpool")
         self.log = base.bind(pool=pool_name, node=self.id)
+        self._outage = Outage(self.log)
         self._members = Membership(client, self._keys, self._scripts, options, self.log)
         self._dispatcher = Dispatcher(self.id, pool_name, self._scripts, options, self._members)
         self._queries = Queries(client, self._keys, self._scripts, self.log)
@@ -144,12 +146,14 @@ class Node:
                 f"pool {self.pool_name!r} began to shut down while this node joined; "
                 "add_node() works again once it finished"
             )
-        self._tasks.append(supervise("inbox", self._inbox.step, self.log))
+        self._tasks.append(supervise("inbox", self._inbox.step, self._outage))
         self._tasks.append(
-            supervise("heartbeat", self._lease.step, self.log, self._opts.heartbeat_interval / 2)
+            supervise(
+                "heartbeat", self._lease.step, self._outage, self._opts.heartbeat_interval / 2
+            )
         )
         if not self._opts.client_only:
-            self._tasks.append(supervise("reconcile", self._reconciler.step, self.log))
+            self._tasks.append(supervise("reconcile", self._reconciler.step, self._outage))
             self._watchdog.start()
         self.log.info("node joined", client_only=self._opts.client_only)
 
@@ -234,7 +238,7 @@ class Node:
         ticker = Ticker(name, ms, self._client, self._keys, self._scripts, self._life, self.log)
         plan = Schedule(producer, ticker, self._dispatcher, self._client, self._keys, self.log)
         self._tickers.append(ticker)
-        self._schedules.append(supervise(name, plan.step, self.log))
+        self._schedules.append(supervise(name, plan.step, self._outage))
 
     @public
     async def job_keys(self) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -133,8 +134,15 @@ def _redact(url: str) -> str:
 
 
 def reason(exc: BaseException) -> str:
-    """What went wrong, in words (an asyncio timeout has none of its own)."""
-    return str(exc) or f"no reply in time ({type(exc).__name__})"
+    """What went wrong, in words: an asyncio timeout has none of its own, and redis-py's
+    connection errors leave out the system's (say "Connection refused")."""
+    text = str(exc) or f"no reply in time ({type(exc).__name__})"
+    context = exc.__context__
+    if isinstance(context, OSError) and context.errno and context.errno > 0:
+        system = os.strerror(context.errno)
+        if system not in text:
+            text = f"{text} ({system})"
+    return text
 
 
 def refused(exc: BaseException) -> bool:
@@ -232,6 +240,79 @@ async def retry_transient(call: Callable[[], Awaitable[T]], deadline: float, wha
                 raise RedisUnavailableError(f"{what}: Redis unreachable: {reason(exc)}") from exc
         await asyncio.sleep(delay)
         delay = min(delay * 2, 1.0)
+
+
+class Outage:
+    """Rate-limited reports of a node's failing background loops, shared by its loops: the
+    first failure of a spell is a warning, later ones at most one per ``WARN_EVERY`` seconds
+    (with the count so far), and the first success after it one info line. An outage thus
+    logs a few lines, not one per retry of every loop."""
+
+    WARN_EVERY = 30.0
+
+    def __init__(self, log: FilteringBoundLogger) -> None:
+        self._log = log
+        self._since: float | None = None
+        self._failures = 0
+        self._next_warning = 0.0
+        self._unreachable = False
+
+    def failed(self, loop: str, exc: BaseException, retry_in: float) -> None:
+        now = time.monotonic()
+        self._failures += 1
+        self._unreachable = self._unreachable or isinstance(exc, TRANSIENT)
+        if self._since is None:
+            self._since = self._next_warning = now
+        if now >= self._next_warning:
+            self._next_warning = now + self.WARN_EVERY
+            self._log.warning(
+                "background loop failed; retrying",
+                loop=loop,
+                error=f"{type(exc).__name__}: {reason(exc)}",
+                failures=self._failures,
+                retry_in=round(retry_in, 3),
+                next_report_in=self.WARN_EVERY,
+            )
+
+    def succeeded(self) -> None:
+        if self._since is None:
+            return
+        self._log.info(
+            "Redis reachable again" if self._unreachable else "background loops recovered",
+            down_for=round(time.monotonic() - self._since, 1),
+            failures=self._failures,
+        )
+        self._since, self._failures, self._unreachable = None, 0, False
+
+
+async def wait_ready(client: aioredis.Redis, connect_timeout: float) -> None:
+    """Wait up to ``connect_timeout`` seconds for Redis to answer (it may still be starting:
+    a compose file, a restart), as arq does; 0 means one attempt."""
+
+    async def ping() -> bool:
+        return await awaitable(client.ping())
+
+    if connect_timeout:
+        await retry_transient(ping, time.monotonic() + connect_timeout, "connecting")
+    else:
+        await ping()
+
+
+def join_error(
+    exc: BaseException, pool_name: str, where: str, connect_timeout: float
+) -> BaseException:
+    """What a failed add_node raises: ``exc`` translated, saying which pool could not join."""
+    if isinstance(exc, RedisUnavailableError) or (isinstance(exc, TRANSIENT) and not refused(exc)):
+        cause = exc.__cause__ if isinstance(exc, RedisUnavailableError) else exc
+        return RedisUnavailableError(
+            f"cannot join pool {pool_name!r}: Redis at {where} not reachable within "
+            f"connect_timeout={connect_timeout:g}s: {reason(cause or exc)}; check the host "
+            "and port, and that Redis is running"
+        )
+    mapped = translate(exc, where)
+    if mapped is exc or not isinstance(mapped, PoolError):
+        return mapped
+    return type(mapped)(f"cannot join pool {pool_name!r}: {mapped}")
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -17,7 +17,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from structlog.typing import FilteringBoundLogger
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
@@ -115,10 +115,18 @@ async def call_maybe_async(
     return await result if inspect.isawaitable(result) else result
 
 
+class Failures(Protocol):
+    """Where a supervised loop reports its failures and its recovery (``_redis.Outage``)."""
+
+    def failed(self, loop: str, exc: BaseException, retry_in: float) -> None: ...
+
+    def succeeded(self) -> None: ...
+
+
 def supervise(
     name: str,
     step: Callable[[], Awaitable[bool | None]],
-    log: FilteringBoundLogger,
+    failures: Failures,
     max_backoff: float = 2.0,
 ) -> asyncio.Task[None]:
     """Run ``step`` again and again in a task named ``name`` until the task is cancelled or
@@ -126,13 +134,8 @@ def supervise(
 
     def report(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        log.warning(
-            "background loop failed; retrying",
-            loop=name,
-            error=repr(exc),
-            attempt=state.attempt_number,
-            retry_in=round(state.upcoming_sleep, 3),
-        )
+        if exc is not None:
+            failures.failed(name, exc, state.upcoming_sleep)
 
     async def run() -> None:
         done: bool | None = False
@@ -144,6 +147,7 @@ def supervise(
             ):
                 with attempt:
                     done = await step()
+            failures.succeeded()
 
     return asyncio.create_task(run(), name=f"redpool:{name}")
 
