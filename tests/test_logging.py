@@ -105,3 +105,33 @@ async def test_a_failed_background_task_is_logged_with_what_it_was_doing(make_no
         "testing a failure": "RuntimeError('boom')",
         f"testing on worker {worker.id}": "RuntimeError('boom')",
     }
+
+
+async def test_an_outage_logs_one_warning_per_node_and_one_line_when_redis_is_back(
+    fresh_redis, pool_name
+):
+    server = fresh_redis(True)
+    opts = {"worker_ttl": 1.0, "ack_grace_period": 1.0, "job_sink_block": 1.0}
+    with structlog.testing.capture_logs() as logs:
+        full = await redpool.add_node(pool_name, server.url, **opts)
+        await full.add_worker(Recorder())
+        client = await redpool.add_node(pool_name, server.url, client_only=True, **opts)
+        server.stop()
+        # Both leases ran out: every loop of both nodes retried several times meanwhile.
+        await eventually(lambda: full._clock.fenced and client._clock.fenced, what="fenced")
+        server.start()
+
+        def events(node: redpool.Node, event: str) -> list[dict[str, Any]]:
+            return [e for e in logs if e.get("node") == node.id and e["event"] == event]
+
+        await eventually(
+            lambda: all(events(n, "Redis reachable again") for n in (full, client)),
+            what="both nodes saw Redis again",
+        )
+        await full.close()
+        await client.close()
+    for node in (full, client):
+        assert len(events(node, "background loop failed; retrying")) == 1, logs
+        assert len(events(node, "Redis reachable again")) == 1
+    fencing = "lease not renewed in time; fencing: stopping all jobs here"
+    assert events(full, fencing) and not events(client, fencing), "client-only nodes host nothing"

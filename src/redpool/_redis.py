@@ -245,24 +245,26 @@ async def retry_transient(call: Callable[[], Awaitable[T]], deadline: float, wha
 class Outage:
     """Rate-limited reports of a node's failing background loops, shared by its loops: the
     first failure of a spell is a warning, later ones at most one per ``WARN_EVERY`` seconds
-    (with the count so far), and the first success after it one info line. An outage thus
-    logs a few lines, not one per retry of every loop."""
+    (with the count so far), and one info line once every failing loop succeeded again. An
+    outage thus logs a few lines, not one per retry of every loop."""
 
     WARN_EVERY = 30.0
 
     def __init__(self, log: FilteringBoundLogger) -> None:
         self._log = log
-        self._since: float | None = None
+        self._failing: set[str] = set()
+        self._since = 0.0
         self._failures = 0
         self._next_warning = 0.0
         self._unreachable = False
 
     def failed(self, loop: str, exc: BaseException, retry_in: float) -> None:
         now = time.monotonic()
+        if not self._failing:
+            self._since = self._next_warning = now
+        self._failing.add(loop)
         self._failures += 1
         self._unreachable = self._unreachable or isinstance(exc, TRANSIENT)
-        if self._since is None:
-            self._since = self._next_warning = now
         if now >= self._next_warning:
             self._next_warning = now + self.WARN_EVERY
             self._log.warning(
@@ -274,15 +276,18 @@ class Outage:
                 next_report_in=self.WARN_EVERY,
             )
 
-    def succeeded(self) -> None:
-        if self._since is None:
+    def succeeded(self, loop: str) -> None:
+        if loop not in self._failing:
+            return
+        self._failing.discard(loop)
+        if self._failing:
             return
         self._log.info(
             "Redis reachable again" if self._unreachable else "background loops recovered",
             down_for=round(time.monotonic() - self._since, 1),
             failures=self._failures,
         )
-        self._since, self._failures, self._unreachable = None, 0, False
+        self._failures, self._unreachable = 0, False
 
 
 async def wait_ready(client: aioredis.Redis, connect_timeout: float) -> None:

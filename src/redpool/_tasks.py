@@ -120,7 +120,7 @@ class Failures(Protocol):
 
     def failed(self, loop: str, exc: BaseException, retry_in: float) -> None: ...
 
-    def succeeded(self) -> None: ...
+    def succeeded(self, loop: str) -> None: ...
 
 
 def supervise(
@@ -147,7 +147,7 @@ def supervise(
             ):
                 with attempt:
                     done = await step()
-            failures.succeeded()
+            failures.succeeded(name)
 
     return asyncio.create_task(run(), name=f"redpool:{name}")
 
