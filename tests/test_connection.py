@@ -230,3 +230,25 @@ async def test_thousands_of_concurrent_calls_stay_within_max_connections(fresh_r
     await admin.aclose()
     await sender.close()
     await worker_node.close()
+
+
+async def test_a_socket_timeout_shorter_than_the_blocking_read_does_not_break_the_reader(
+    fresh_redis,
+):
+    server = fresh_redis()
+    url = f"redis://127.0.0.1:{server.port}/0?socket_timeout=0.3"
+    admin = aioredis.Redis(port=server.port)
+
+    async def blocked_reads() -> bool:
+        stats = await admin.info("commandstats")
+        return int(stats.get("cmdstat_xread", {}).get("calls", 0)) >= 4
+
+    with structlog.testing.capture_logs() as logs:
+        node = await redpool.add_node("st", url, **FAST)  # blocking reads of 1 s
+        await eventually(blocked_reads, what="blocking reads")
+        handler = Recorder()
+        await node.add_worker(handler)
+        await node.dispatch_job("k")
+        await node.close()
+    assert not [e for e in logs if e.get("loop") == "inbox"], logs
+    await admin.aclose()

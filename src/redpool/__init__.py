@@ -121,7 +121,7 @@ async def add_node(
         max_connections=max_connections,
     )
     log = _structured(logger)
-    client, owns = connect(redis, options.max_connections)
+    client, owns = connect(redis, options.max_connections, options.socket_timeout)
     try:
         await wait_ready(client, options.connect_timeout)
         await check_server(client, log.bind(pool=pool_name))

@@ -104,6 +104,13 @@ class Options:
         return self.worker_ttl - self.fence_after
 
     @property
+    def socket_timeout(self) -> float:
+        """For clients redpool creates: no call of theirs blocks, and one that takes longer
+        than a lease is useless anyway; at least 5 s so that a busy Redis is not mistaken
+        for a dead connection."""
+        return max(5.0, self.worker_ttl)
+
+    @property
     def reconcile_interval(self) -> float:
         return self.worker_ttl
 

@@ -61,13 +61,21 @@ def awaitable(result: Awaitable[T] | T) -> Awaitable[T]:
     return cast(Awaitable[T], result)
 
 
-def connect(target: aioredis.Redis | str, max_connections: int) -> tuple[aioredis.Redis, bool]:
+def connect(
+    target: aioredis.Redis | str, max_connections: int, socket_timeout: float
+) -> tuple[aioredis.Redis, bool]:
     """A client that returns bytes, and whether redpool owns (and so closes) it. A client
-    redpool creates has at most ``max_connections`` connections; callers beyond wait for one."""
+    redpool creates has at most ``max_connections`` connections (callers beyond wait for
+    one) and, unless the URL sets its own, a ``socket_timeout``: a call on a half-open
+    connection then fails and is retried on a new one instead of hanging for good."""
     if isinstance(target, str):
         try:
             pool = aioredis.BlockingConnectionPool.from_url(
-                target, max_connections=max_connections, timeout=None
+                target,
+                max_connections=max_connections,
+                timeout=None,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
             )
         except ValueError as exc:
             raise InvalidArgumentError(

@@ -227,7 +227,13 @@ async def wait_or_timeout(event: asyncio.Event, delay: float) -> None:
 
 
 async def cancel(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel tasks and wait until they are done."""
-    for task in tasks:
-        task.cancel()
+    """Cancel tasks and wait until they are done. The cancellation is repeated until they
+    are: redis-py can lose one (on Python 3.11 the zero timeout of its connection check, in
+    ``can_read_destructive``, swallows a cancellation that lands in it, and the loop goes on
+    reading: close() hung)."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
     await asyncio.gather(*tasks, return_exceptions=True)
