@@ -222,7 +222,9 @@ class Node:
         self._check_full_node("tickers")
         name, ms = check_name(name, "ticker name"), interval_ms(interval)
         await self._scripts.ticker(name, ms)
-        ticker = Ticker(name, ms, self._client, self._keys, self._scripts, self._life, self.log)
+        ticker = Ticker(
+            name, ms, self._client, self._keys, self._scripts, self._life, self.log, self._boundary
+        )
         self._tickers.append(ticker)  # closed with the node
         return ticker
 
@@ -235,7 +237,9 @@ class Node:
             raise InvalidArgumentError("producer must have a name and a plan() method")
         name, ms = ticker_name(check_name(producer.name, "producer name")), interval_ms(interval)
         await self._scripts.ticker(name, ms)
-        ticker = Ticker(name, ms, self._client, self._keys, self._scripts, self._life, self.log)
+        ticker = Ticker(
+            name, ms, self._client, self._keys, self._scripts, self._life, self.log, self._boundary
+        )
         plan = Schedule(producer, ticker, self._dispatcher, self._client, self._keys, self.log)
         self._tickers.append(ticker)
         self._schedules.append(supervise(name, plan.step, self._outage))

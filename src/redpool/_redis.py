@@ -332,7 +332,8 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
-# Policies under which Redis may evict keys without a TTL, that is redpool's keys.
+# Policies under which Redis may evict keys without a TTL: the pool's state (its only key with
+# a TTL is the shutdown tombstone).
 def _evicts_pool_keys(policy: str) -> bool:
     return policy.startswith("allkeys-")
 

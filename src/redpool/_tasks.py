@@ -230,10 +230,12 @@ async def cancel(tasks: list[asyncio.Task[None]]) -> None:
     """Cancel tasks and wait until they are done. The cancellation is repeated until they
     are: redis-py can lose one (on Python 3.11 the zero timeout of its connection check, in
     ``can_read_destructive``, swallows a cancellation that lands in it, and the loop goes on
-    reading: close() hung)."""
+    reading: close() hung), so whatever is still running a second later is cancelled again."""
     pending = {task for task in tasks if not task.done()}
     while pending:
         for task in pending:
             task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.1)
+        # Long enough not to interrupt the cleanup of a cancellation that did arrive (a
+        # connection half disconnected would go back to the pool).
+        _, pending = await asyncio.wait(pending, timeout=1.0)
     await asyncio.gather(*tasks, return_exceptions=True)

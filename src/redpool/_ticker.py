@@ -15,7 +15,7 @@ from structlog.typing import FilteringBoundLogger
 
 from ._keys import Keys
 from ._lifecycle import PoolLife
-from ._redis import TRANSIENT, awaitable
+from ._redis import TRANSIENT, Boundary, awaitable, public
 from ._scripts import Scripts
 from ._tasks import wait_or_timeout
 from ._types import from_ms
@@ -35,10 +35,12 @@ class Ticker:
         scripts: Scripts,
         life: PoolLife,
         log: FilteringBoundLogger,
+        boundary: Boundary,
     ) -> None:
         self.name = name
         self._interval_ms = interval_ms
         self._life = life
+        self._boundary = boundary
         self._client = client
         self._keys = keys
         self._scripts = scripts
@@ -52,6 +54,7 @@ class Ticker:
     def __aiter__(self) -> Ticker:
         return self
 
+    @public
     async def __anext__(self) -> datetime:
         delay = 0.05
         while not self._closed:
