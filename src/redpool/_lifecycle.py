@@ -21,7 +21,7 @@ from functools import partial
 import redis.asyncio as aioredis
 
 from ._keys import Keys
-from ._redis import connect, retry_transient
+from ._redis import address, connect, retry_transient, translate
 from ._scripts import PurgeStep, Scripts
 from ._types import Job
 from .errors import PoolError, PoolShuttingDownError
@@ -86,6 +86,11 @@ async def purge_pool(redis: aioredis.Redis | str, pool_name: str) -> None:
     client, owns = connect(redis)
     try:
         await purge(Scripts(client, keys), False, f"purging pool {pool_name!r}")
+    except Exception as exc:  # the error boundary, as for Node's methods
+        mapped = translate(exc, address(client))
+        if mapped is exc:
+            raise
+        raise mapped from exc
     finally:
         if owns:
             await client.aclose()

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from ._lifecycle import StateLostHook
+from ._redis import MAX_CONNECTIONS
 from .errors import InvalidArgumentError
 
 MIB = 1024 * 1024
@@ -42,7 +43,7 @@ class Options:
     """Called with the jobs this node was running when Redis lost the pool's state (they
     were stopped here), e.g. to dispatch them again."""
     connect_timeout: float = 10.0
-    max_connections: int = 50
+    max_connections: int = MAX_CONNECTIONS
 
     def __post_init__(self) -> None:
         for name in ("worker_ttl", "ack_grace_period", "worker_shutdown_ttl", "job_sink_block"):

@@ -61,12 +61,18 @@ def awaitable(result: Awaitable[T] | T) -> Awaitable[T]:
     return cast(Awaitable[T], result)
 
 
+MAX_CONNECTIONS = 50  # the default of add_node(max_connections=)
+SOCKET_TIMEOUT = 10.0  # for a client with no lease to go by (purge_pool)
+
+
 def connect(
-    target: aioredis.Redis | str, max_connections: int, socket_timeout: float
+    target: aioredis.Redis | str,
+    max_connections: int = MAX_CONNECTIONS,
+    socket_timeout: float = SOCKET_TIMEOUT,
 ) -> tuple[aioredis.Redis, bool]:
     """A client that returns bytes, and whether redpool owns (and so closes) it. A client
     redpool creates has at most ``max_connections`` connections (callers beyond wait for
-    one) and, unless the URL sets its own, a ``socket_timeout``: a call on a half-open
+    one) and, unless the URL sets its own, ``socket_timeout``: a call on a half-open
     connection then fails and is retried on a new one instead of hanging for good."""
     if isinstance(target, str):
         try:

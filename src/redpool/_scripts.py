@@ -46,8 +46,9 @@ _NAMES = (
 
 
 # Scripts that must run when Redis is out of memory (maxmemory with noeviction): they renew
-# leases and move, start, stop or free jobs that exist, and never admit a job or add a note, so
-# a full Redis refuses new work (RedisFullError) but does not fence nodes or stop running jobs.
+# leases, shut the pool down or purge it, or move, start, stop or free jobs that exist, and
+# never admit a job or add a note, so a full Redis refuses new work (RedisFullError) but does
+# not fence nodes or stop running jobs.
 # Without the flag Redis refuses any write in a script under OOM. What they may add is bounded:
 # stream messages (trimmed) and records rewritten in place.
 ALLOW_OOM = frozenset(
@@ -57,6 +58,8 @@ ALLOW_OOM = frozenset(
         "heartbeat",
         "leave",
         "owned_jobs",
+        "purge",
+        "shutdown",
         "started",
         "stop",
         "stopped",
