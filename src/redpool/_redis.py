@@ -113,11 +113,11 @@ def sibling(client: aioredis.Redis, max_connections: int, **overrides: Any) -> a
 
 
 def reader_client(client: aioredis.Redis, block_s: float) -> aioredis.Redis:
-    """The blocking inbox read's own connection. Cancelling the read on close must not break
-    a connection others use, and its socket timeout (the block time plus a margin, whatever
-    the user's client has) turns a half-open connection into an error within about one block
-    interval; the reader loop then reconnects. redis-py's own retry is off: it would multiply
-    that time."""
+    """The blocking inbox read's own connection: cancelling the read on close must not break
+    a connection others use. It has no socket timeout (a user's shorter than the block would
+    cut every read); the reader bounds each read by ``reader_timeout`` instead, which turns a
+    half-open connection into an error within about one block interval, and the cancelled
+    read drops its connection. redis-py's own retry is off: it would multiply that time."""
     timeout = reader_timeout(block_s)
     return sibling(
         client,
