@@ -257,30 +257,28 @@ async def retry_transient(call: Callable[[], Awaitable[T]], deadline: float, wha
 
 
 class Outage:
-    """Rate-limited reports of a node's failing background loops, shared by its loops: the
-    first failure of a spell is a warning, later ones at most one per ``WARN_EVERY`` seconds
-    (with the count so far), and one info line once every failing loop succeeded again. An
-    outage thus logs a few lines, not one per retry of every loop."""
+    """Rate-limited reports of a node's failing background loops, shared by its loops: each
+    loop's first failure of a spell is a warning, its later ones at most one per
+    ``WARN_EVERY`` seconds (with the count so far), and once every failing loop succeeded
+    again one info line. An outage thus logs a line per loop, not one per retry."""
 
     WARN_EVERY = 30.0
 
     def __init__(self, log: FilteringBoundLogger) -> None:
         self._log = log
-        self._failing: set[str] = set()
+        self._next_warning: dict[str, float] = {}  # the failing loops
         self._since = 0.0
         self._failures = 0
-        self._next_warning = 0.0
         self._unreachable = False
 
     def failed(self, loop: str, exc: BaseException, retry_in: float) -> None:
         now = time.monotonic()
-        if not self._failing:
-            self._since = self._next_warning = now
-        self._failing.add(loop)
+        if not self._next_warning:
+            self._since = now
         self._failures += 1
         self._unreachable = self._unreachable or isinstance(exc, TRANSIENT)
-        if now >= self._next_warning:
-            self._next_warning = now + self.WARN_EVERY
+        if now >= self._next_warning.setdefault(loop, now):
+            self._next_warning[loop] = now + self.WARN_EVERY
             self._log.warning(
                 "background loop failed; retrying",
                 loop=loop,
@@ -291,10 +289,7 @@ class Outage:
             )
 
     def succeeded(self, loop: str) -> None:
-        if loop not in self._failing:
-            return
-        self._failing.discard(loop)
-        if self._failing:
+        if self._next_warning.pop(loop, None) is None or self._next_warning:
             return
         self._log.info(
             "Redis reachable again" if self._unreachable else "background loops recovered",
