@@ -7,6 +7,7 @@ import itertools
 import time
 
 import pytest
+import structlog
 
 import redpool
 from tests.helpers import eventually
@@ -101,3 +102,32 @@ async def test_a_ticker_in_process_yields_due_times(make_node):
         0.05,
         0.05,
     ]
+
+
+async def test_an_outage_is_logged_once_by_a_ticker_and_its_end_too(fresh_redis, pool_name):
+    server = fresh_redis(True)
+    node = await redpool.add_node(
+        pool_name, server.url, worker_ttl=1.0, ack_grace_period=1.0, job_sink_block=1.0
+    )
+    ticker = await node.new_ticker("t", 0.05)
+    ticks: list[object] = []
+
+    async def consume() -> None:
+        async for tick in ticker:
+            ticks.append(tick)
+
+    with structlog.testing.capture_logs() as logs:
+        consuming = asyncio.ensure_future(consume())
+        await eventually(lambda: len(ticks) >= 2, what="ticking")
+        server.stop()
+        # The node fences after 0.75 s: the ticker retried several times meanwhile.
+        await eventually(lambda: node._clock.fenced, what="fenced")
+        server.start()
+        seen = len(ticks)
+        await eventually(lambda: len(ticks) > seen + 2, what="ticking again")
+        ticker.close()
+        await consuming
+        await node.close()
+    mine = [e for e in logs if e.get("ticker") == "t"]
+    assert [e["event"] for e in mine].count("background loop failed; retrying") == 1, mine
+    assert [e["event"] for e in mine].count("Redis reachable again") == 1, mine

@@ -15,7 +15,7 @@ from structlog.typing import FilteringBoundLogger
 
 from ._keys import Keys
 from ._lifecycle import PoolLife
-from ._redis import TRANSIENT, Boundary, awaitable, public
+from ._redis import TRANSIENT, Boundary, Outage, awaitable, public
 from ._scripts import Scripts
 from ._tasks import wait_or_timeout
 from ._types import from_ms
@@ -45,6 +45,7 @@ class Ticker:
         self._keys = keys
         self._scripts = scripts
         self._log = log.bind(ticker=name)
+        self._outage = Outage(self._log)  # one warning per outage, not one per retry
         self._closed = False
         self._wake = asyncio.Event()
 
@@ -61,8 +62,10 @@ class Ticker:
             try:
                 tick = await self._scripts.tick(self.name, self._interval_ms, self._life.id)
             except TRANSIENT as exc:
-                self._log.warning("ticker cannot reach Redis; retrying", error=repr(exc))
+                self._outage.failed("ticker", exc, delay)
                 tick = "changed"
+            else:
+                self._outage.succeeded("ticker")
             if tick == "changed":  # Redis is away, or the node's next beat settles its life
                 await wait_or_timeout(self._wake, delay)
                 delay = min(delay * 2, 2.0)
