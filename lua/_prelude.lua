@@ -1,26 +1,29 @@
 -- Shared by every script: redpool prepends this file to each script before loading it.
 --
 -- Calling convention (src/redpool/_scripts.py builds it; src/redpool/_keys.py names the keys):
---   KEYS[1..8] = jobs, pending, workers, leases, meta, events, tickers, ended  (one hash tag:
---                the pool)
+--   KEYS[1..9] = jobs, pending, workers, leases, meta, events, tickers, ended, backlog
+--                (one hash tag: the pool)
 --   ARGV[1]    = template of a worker's owned-jobs set   ("...:worker:*:jobs")
 --   ARGV[2]    = template of a node's inbox stream       ("...:node:*:inbox")
 --   ARGV[3]    = template of a job's pending notes list  ("...:notes:*")
---   ARG[i]     = ARGV[i + 3]: the script's own arguments
+--   ARGV[4]    = template of a request's outcome memo    ("...:req:*")
+--   ARG[i]     = ARGV[i + 4]: the script's own arguments
 -- Dynamic keys are built from the templates and carry the same hash tag, so every key a script
 -- touches is in the fixed keys' slot (they are not declared in KEYS: see docs/architecture.md §2).
 --
 -- Job record (msgpack map in JOBS[key]):
 --   p payload, c created ms (server), d dispatching node, r dispatch request id (while the
---   dispatcher waits), w owning worker ('' when queued), s state, e epoch (bumped on every
---   assignment: the fencing token), a attempts, sw list of {node, request} waiting on a stop.
+--   dispatcher waits), q dispatch request id (kept), x server ms until which the dispatcher may
+--   retry its admit, w owning worker ('' when queued), s state, e epoch (drawn from meta.epoch
+--   on every assignment: the fencing token, unique pool-wide), a attempts, sw list of
+--   {node, request} waiting on a stop.
 -- States: queued -> assigned -> starting -> running -> stopping -> (deleted)
 
 local JOBS, PENDING, WORKERS, LEASES, META, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local TICKERS, ENDED = KEYS[7], KEYS[8]
-local OWNED_T, INBOX_T, NOTES_T = ARGV[1], ARGV[2], ARGV[3]
+local TICKERS, ENDED, BACKLOG = KEYS[7], KEYS[8], KEYS[9]
+local OWNED_T, INBOX_T, NOTES_T, REQUEST_T = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ARG = {}
-for i = 4, #ARGV do ARG[i - 3] = ARGV[i] end
+for i = 5, #ARGV do ARG[i - 4] = ARGV[i] end
 
 -- Plain substitution of the template's one '*' (ids and job keys may hold any character).
 local function fill(template, id)
@@ -51,6 +54,25 @@ local function load_job(key)
 end
 
 local function save_job(key, rec) redis.call('HSET', JOBS, key, cmsgpack.pack(rec)) end
+
+-- Epochs are drawn from one pool-wide counter, so no two assignments of a key ever share an
+-- epoch, also across admissions. Returns the first of ``n`` fresh epochs.
+local function fresh_epochs(n)
+  return redis.call('HINCRBY', META, 'epoch', n) - n + 1
+end
+
+-- Request memos: the outcome of a mutating call ``<node>:<request>``, kept while its caller
+-- may retry it, so a retry after a lost reply answers the same and changes nothing.
+local function request_key(node, request) return fill(REQUEST_T, node .. ':' .. request) end
+local function recall(node, request)
+  local raw = redis.call('GET', request_key(node, request))
+  if raw then return cmsgpack.unpack(raw) end
+  return nil
+end
+local function remember(node, request, ttl_ms, result)
+  redis.call('SET', request_key(node, request), cmsgpack.pack(result), 'PX', math.max(1, ttl_ms))
+  return result
+end
 
 -- NOMKSTREAM: a message to a node that is gone (its inbox deleted) is dropped, never leaked;
 -- the job records still say what must happen, and reconciliation acts on them.
@@ -84,13 +106,24 @@ local function delete_job(key, rec)
   redis.call('HDEL', JOBS, key)
   redis.call('DEL', notes(key))
   redis.call('ZREM', PENDING, key)
+  redis.call('SREM', BACKLOG, key)
   if rec and rec.w ~= '' then redis.call('SREM', owned(rec.w), key) end
 end
 
--- The job is gone for good: tell everyone still waiting on it.
+-- The job is gone for good: tell everyone still waiting on it. While its dispatcher may still
+-- retry the admit (its reply lost), the admit's memo says how the job ended, so the retry
+-- neither raises JobExistsError nor admits (and starts) the job again.
 local function finish_stop(key, rec, why)
   delete_job(key, rec)
-  if rec.r then send(rec.d, {'reply', rec.r, 'failed', why}) end
+  local reply = {'started', ''}
+  if rec.r then
+    reply = {'failed', why}
+    send(rec.d, {'reply', rec.r, 'failed', why})
+  end
+  if rec.q and rec.x then
+    local left = rec.x - now_ms()
+    if left > 0 then remember(rec.d, rec.q, left + 1000, reply) end
+  end
   for _, waiter in ipairs(rec.sw or {}) do send(waiter[1], {'reply', waiter[2], 'stopped', ''}) end
 end
 

@@ -21,6 +21,7 @@ from ._lifecycle import LifeChanged, PoolLife
 from ._membership import Membership
 from ._options import Options
 from ._redis import retry_transient
+from ._requeue import DueRoutes
 from ._scripts import Scripts, Started, Stopped
 from ._tasks import TaskSet
 from ._types import Job, JobHandler, from_ms
@@ -57,7 +58,8 @@ class Host:
         self._registration = asyncio.Lock()
         self._rejoining: set[str] = set()
         self._tasks = TaskSet(log)
-        self._started: Batcher[Started, str] = Batcher(self._scripts.started)
+        self._due = DueRoutes(members.assign, log)
+        self._started: Batcher[Started, str] = Batcher(self._flush_started)
         self._stopped: Batcher[Stopped, int] = Batcher(self._flush_stopped)
         self.threads = HandlerThreads.sized(options.sync_threads)
 
@@ -102,6 +104,13 @@ class Host:
         if limit <= 0:
             raise RedisUnavailableError(f"{what}: not sent, this node is fenced")
         return await retry_transient(call, time.monotonic() + limit, what)
+
+    async def _flush_started(self, items: Sequence[Started]) -> list[str]:
+        verdicts = await self._scripts.started(items)
+        for item, verdict in zip(items, verdicts, strict=True):
+            if verdict.action == "requeue":
+                self._due.at(item.key, item.epoch, verdict.retry_in_ms)
+        return [verdict.action for verdict in verdicts]
 
     async def _flush_stopped(self, items: Sequence[Stopped]) -> list[int]:
         await self._scripts.stopped(items)
@@ -171,6 +180,11 @@ class Host:
             for worker_id in ids:
                 self.workers.pop(worker_id, None)
         await self.refresh_ring()
+
+    def close(self) -> None:
+        """The node leaves: requeued jobs still in their backoff are routed by the other
+        nodes' heartbeats instead."""
+        self._due.close()
 
     async def stop_all(self) -> None:
         """Retire every worker and stop its jobs, keeping the records (a pool shutdown)."""

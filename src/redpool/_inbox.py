@@ -131,7 +131,7 @@ class InboxRouter:
                 now = self._lease.server_now_ms()
                 if self._options.may_start_unclaimed(now, withdraw_at, self._lease.valid_for()):
                     worker._begin_start(
-                        Job(key, payload, from_ms(admitted_ms), worker_id, dispatcher)
+                        Job(key, payload, from_ms(admitted_ms), worker_id, dispatcher, epoch)
                     )
                     continue
             to_claim[key] = (key, worker_id, epoch)

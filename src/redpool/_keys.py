@@ -59,7 +59,8 @@ class Keys:
     def meta(self) -> str:
         """HASH: ``incarnation`` (id of this life of the pool), ``version`` (membership
         counter), ``shutdown`` and ``deadline`` (server ms: when shutdown began, and when an
-        unfinished one may be finished by anyone)."""
+        unfinished one may be finished by anyone), ``epoch`` (the last epoch handed out:
+        epochs are unique pool-wide)."""
         return self.prefix + "meta"
 
     @property
@@ -78,6 +79,17 @@ class Keys:
     def tickers(self) -> str:
         """HASH ticker name -> msgpack {s: start ms, i: interval ms, k: last index taken}."""
         return self.prefix + "tickers"
+
+    @property
+    def backlog(self) -> str:
+        """SET of the job keys admitted while no worker was there to take them, until they are
+        assigned or deleted: what ``max_queued_jobs`` bounds."""
+        return self.prefix + "backlog"
+
+    def request(self, request_id: str) -> str:
+        """STRING: the outcome of one mutating script call ``<node id>:<n>``, kept (PX) while
+        its caller may still retry it, so a retry after a lost reply gets the same answer."""
+        return f"{self.prefix}req:{request_id}"
 
     def notes(self, job_key: str) -> str:
         """LIST of notifications waiting for the owner of a job (deleted with the job)."""
@@ -111,8 +123,15 @@ class Keys:
             self.events,
             self.tickers,
             self.ended,
+            self.backlog,
         ]
 
     def script_templates(self) -> list[str]:
-        """First ARGV of every script: templates of the per-worker, per-node and per-job keys."""
-        return [self.owned(_ID_TEMPLATE), self.inbox(_ID_TEMPLATE), self.notes(_ID_TEMPLATE)]
+        """First ARGV of every script: templates of the per-worker, per-node, per-job and
+        per-request keys."""
+        return [
+            self.owned(_ID_TEMPLATE),
+            self.inbox(_ID_TEMPLATE),
+            self.notes(_ID_TEMPLATE),
+            self.request(_ID_TEMPLATE),
+        ]

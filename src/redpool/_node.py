@@ -448,6 +448,7 @@ class Node:
         await cancel([*self._tasks, *self._schedules])
         self._tasks.clear()
         self._lease.close()
+        self._host.close()
         self._watchdog.close()
         self._dispatcher.fail_all(reason)
         # A worker still here could not leave (Redis was unreachable): its lease stays and

@@ -11,6 +11,16 @@ from .errors import InvalidArgumentError
 
 MIB = 1024 * 1024
 FAST_START_MARGIN_MS = 250  # clock estimate error and scheduling slack
+# Below these, scheduling jitter and round trips are a large share of the lease or the grace,
+# and leases flap (a node fences and rejoins over and over).
+MIN_WORKER_TTL = 1.0
+MIN_ACK_GRACE_PERIOD = 0.1
+# A payload is sent and stored in one piece: a bigger one blocks Redis for every node while it
+# is copied and can delay lease renewals past fencing.
+MAX_PAYLOAD_LIMIT = 64 * MIB
+# Notifications wait in Redis until the job's owner takes them: a job whose owner never does
+# (no handle_notification, a stuck handler) must not grow its list without bound.
+MAX_PENDING_NOTES = 1000
 
 
 def _positive(name: str, value: object) -> float:
@@ -19,6 +29,11 @@ def _positive(name: str, value: object) -> float:
     if not math.isfinite(value) or value <= 0:
         raise InvalidArgumentError(f"{name} must be > 0, got {value!r}")
     return float(value)
+
+
+def _at_least(name: str, value: object, minimum: float) -> None:
+    if _positive(name, value) < minimum:
+        raise InvalidArgumentError(f"{name} must be at least {minimum:g} s, got {value!r}")
 
 
 def _count(name: str, value: object) -> int:
@@ -46,13 +61,19 @@ class Options:
     max_connections: int = MAX_CONNECTIONS
 
     def __post_init__(self) -> None:
-        for name in ("worker_ttl", "ack_grace_period", "worker_shutdown_ttl", "job_sink_block"):
+        for name in ("worker_shutdown_ttl", "job_sink_block"):
             _positive(name, getattr(self, name))
+        _at_least("worker_ttl", self.worker_ttl, MIN_WORKER_TTL)
+        _at_least("ack_grace_period", self.ack_grace_period, MIN_ACK_GRACE_PERIOD)
         if self.start_timeout is not None:
             _positive("start_timeout", self.start_timeout)
         _count("sync_threads", self.sync_threads)
         _count("max_queued_jobs", self.max_queued_jobs)
-        _count("max_payload_size", self.max_payload_size)
+        if _count("max_payload_size", self.max_payload_size) > MAX_PAYLOAD_LIMIT:
+            raise InvalidArgumentError(
+                f"max_payload_size may be at most {MAX_PAYLOAD_LIMIT} (64 MiB), got "
+                f"{self.max_payload_size}; store large data elsewhere and pass a reference"
+            )
         _count("max_connections", self.max_connections)
         if isinstance(self.connect_timeout, bool) or self.connect_timeout != 0:  # 0: try once
             _positive("connect_timeout", self.connect_timeout)

@@ -1,13 +1,16 @@
 """The Lua scripts of ``lua/``: loaded once, run with EVALSHA, wrapped in typed calls.
 
 Each script is ``lua/_prelude.lua`` followed by the script's own file, behind a Redis 7
-shebang line for the scripts flagged ``allow-oom``. redis-py's Script object runs EVALSHA and
-loads the script again only when the server answers NOSCRIPT (after a restart); the flags are
-part of the loaded source, so EVALSHA runs with them.
+shebang line for the scripts flagged ``allow-oom`` (the flags are part of the loaded source, so
+EVALSHA runs with them). EVALSHA is sent on a connection of the client's pool without
+redis-py's own retry (which would run a script again after a lost reply, blindly): a call
+either answers, or fails and leaves retrying to redpool, whose retries of mutating scripts
+carry request ids. A NOSCRIPT answer (after a restart) loads the script and sends it again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from collections.abc import Sequence
@@ -18,9 +21,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, ResponseError
 
 from ._codec import text
 from ._keys import Keys
+from .errors import Requeue
 
 _NAMES = (
     "admit",
@@ -88,6 +93,47 @@ def sources() -> dict[str, str]:
         name: _shebang(name) + prelude + "\n" + (folder / f"{name}.lua").read_text()
         for name in _NAMES
     }
+
+
+def requeue_message(requeue: Requeue) -> str:
+    """The message ``started`` takes with a requeue: delay ms (-1: the backoff) and attempts."""
+    delay_ms = -1 if requeue.delay is None else round(requeue.delay * 1000)
+    return f"{delay_ms} {requeue.max_attempts}"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """One job of an admit call."""
+
+    key: str
+    payload: bytes
+    request: int
+    target: str  # '' when the ring is empty: the job waits for a worker
+    withdraw_in_ms: int  # until the dispatcher would withdraw it
+    retry: bool  # an earlier admit of this request may have run (its reply was lost)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    status: str  # 'ok' | 'stale' | 'shutdown'
+    results: list[str]  # per job, when 'ok': 'ok' | 'exists' | 'full'
+    backlog: int  # jobs waiting for a worker, when 'ok'
+    version: str  # the current version, when 'stale'
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    outcome: str  # 'started' | 'withdrawn' | 'gone'
+    state: str  # when withdrawn: 'queued', 'assigned' or 'starting'
+    worker: str  # when withdrawn: the owner ('' when queued)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What ``started`` says a worker should do after start() returned."""
+
+    action: str  # 'run' | 'notes' | 'stop' | 'unowned' | 'done' | 'requeue'
+    retry_in_ms: int = 0  # for 'requeue': when the next attempt is due
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,32 +214,57 @@ class Scripts:
     """Typed entry points to the pool's atomic operations."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        self._client = client
         self._keys = keys.script_keys()
         self._templates = keys.script_templates()
         self._schedule_template = keys.schedule_jobs_template
-        self._scripts = {name: client.register_script(src) for name, src in sources().items()}
+        self._sources = sources()
+        self._shas = {
+            name: hashlib.sha1(src.encode()).hexdigest() for name, src in self._sources.items()
+        }
 
     async def _run(self, name: str, args: Sequence[str | int | bytes]) -> Any:
-        return await self._scripts[name](keys=self._keys, args=[*self._templates, *args])
+        argv = [*self._keys, *self._templates, *args]
+        try:
+            return await self._evalsha(self._shas[name], argv)
+        except NoScriptError:
+            await self._client.script_load(self._sources[name])
+            return await self._evalsha(self._shas[name], argv)
+
+    async def _evalsha(self, sha: str, argv: Sequence[str | int | bytes]) -> Any:
+        """One EVALSHA, never sent twice: a connection that failed mid-call (or whose call
+        was cancelled) is dropped, as its reply may still be on its way."""
+        pool = self._client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_command("EVALSHA", sha, len(self._keys), *argv)
+            return await conn.read_response()
+        except ResponseError:
+            raise  # a whole reply was read: the connection is fine
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
 
     async def admit(
-        self,
-        node: str,
-        version: str,
-        grace_ms: int,
-        max_queued: int,
-        jobs: Sequence[tuple[str, bytes, int, str, int]],
-    ) -> tuple[str, list[str]]:
-        """('ok', status per job) | ('stale', [version]) | ('shutdown', []). A job is (key,
-        payload, request, target worker, ms until the dispatcher would withdraw it)."""
+        self, node: str, version: str, grace_ms: int, max_queued: int, jobs: Sequence[Admission]
+    ) -> Admitted:
         args: list[str | int | bytes] = [node, version, grace_ms, max_queued]
         for job in jobs:
-            args += job
+            args += [
+                job.key,
+                job.payload,
+                job.request,
+                job.target,
+                job.withdraw_in_ms,
+                int(job.retry),
+            ]
         res = await self._run("admit", args)
         status = text(res[0])
         if status == "ok":
-            return status, [text(v) for v in res[1]]
-        return status, [text(v) for v in res[1:]]
+            return Admitted(status, [text(v) for v in res[1]], int(res[2]), "")
+        return Admitted(status, [], 0, text(res[1]) if status == "stale" else "")
 
     async def assign(
         self, version: str, grace_ms: int, moves: Sequence[tuple[str, int, str]]
@@ -306,14 +377,18 @@ class Scripts:
         res = await self._run("job_infos", ["worker", worker, cursor, count])
         return text(res[0]), [bytes(raw) for raw in res[1:]]
 
-    async def started(self, outcomes: Sequence[Started]) -> list[str]:
+    async def started(self, outcomes: Sequence[Started]) -> list[Verdict]:
         args: list[str | int] = []
         for o in outcomes:
             args += [o.key, o.worker, o.epoch, o.outcome, o.message]
-        return [text(v) for v in await self._run("started", args)]
+        return [
+            Verdict(text(v[0]), int(v[1])) if isinstance(v, list) else Verdict(text(v))
+            for v in await self._run("started", args)
+        ]
 
-    async def stop(self, key: str, node: str, request: int) -> str:
-        return text((await self._run("stop", [key, node, request]))[0])
+    async def stop(self, key: str, node: str, request: int, keep_ms: int) -> str:
+        """``keep_ms``: how long the caller may retry this request (the memo lives as long)."""
+        return text((await self._run("stop", [key, node, request, keep_ms]))[0])
 
     async def stopped(self, stops: Sequence[Stopped]) -> int:
         args: list[str | int] = []
@@ -321,8 +396,12 @@ class Scripts:
             args += [stop.key, stop.worker, stop.epoch]
         return int(await self._run("stopped", args))
 
-    async def notify(self, key: str, payload: bytes) -> str:
-        return text((await self._run("notify", [key, payload]))[0])
+    async def notify(
+        self, key: str, payload: bytes, node: str, request: int, keep_ms: int, max_notes: int
+    ) -> tuple[str, int]:
+        """(status, notes waiting when 'full')."""
+        res = await self._run("notify", [key, payload, node, request, keep_ms, max_notes])
+        return text(res[0]), int(res[1]) if len(res) > 1 else 0
 
     async def take_notes(self, key: str, worker: str, epoch: int) -> list[bytes]:
         return [bytes(p) for p in await self._run("take_notes", [key, worker, epoch])]
@@ -356,5 +435,10 @@ class Scripts:
             return "stopped" if status == "stopped" else "changed"
         return Tick(text(res[0]) == "won", int(res[1]), int(res[2]), int(res[3]), int(res[4]))
 
-    async def withdraw(self, key: str, node: str, request: int) -> str:
-        return text((await self._run("withdraw", [key, node, request]))[0])
+    async def withdraw(
+        self, key: str, node: str, request: int, call: int, keep_ms: int
+    ) -> Withdrawal:
+        res = await self._run("withdraw", [key, node, request, call, keep_ms])
+        if text(res[0]) == "withdrawn":
+            return Withdrawal("withdrawn", text(res[1]), text(res[2]))
+        return Withdrawal(text(res[0]), "", "")

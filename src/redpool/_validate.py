@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from .errors import InvalidArgumentError
 
+MAX_KEY_BYTES = 1024
+
 
 def check_key(key: object) -> str:
+    """A key Redis can store as sent (UTF-8) and that stays cheap to send in every message."""
     if not isinstance(key, str) or not key:
         raise InvalidArgumentError(f"job key must be a non-empty str, got {key!r}")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        # Checked here, before batching: one bad key must not fail the others of its batch.
+        raise InvalidArgumentError(
+            f"job key {key!r} is not valid Unicode text ({exc.reason}); use a str that "
+            "encodes as UTF-8"
+        ) from None
+    if size > MAX_KEY_BYTES:
+        raise InvalidArgumentError(
+            f"job key is {size} bytes in UTF-8, over the limit of {MAX_KEY_BYTES}; use a "
+            "shorter key (a hash of a long one, for example)"
+        )
     return key
 
 

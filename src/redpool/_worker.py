@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from structlog.typing import FilteringBoundLogger
 
 from ._options import Options
+from ._scripts import requeue_message
 from ._tasks import TaskSet, Threads, abandon, call_maybe_async, finish_within
 from ._types import Job, JobHandler, NotificationHandler
 from .errors import PoolError, Requeue
@@ -285,8 +286,8 @@ class Worker:
             task.result()
         except _NotOwned:
             raise
-        except Requeue:
-            return "requeue", ""
+        except Requeue as exc:
+            return "requeue", requeue_message(exc)
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
             self._log.info("start failed", key=job.key, error=message)

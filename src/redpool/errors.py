@@ -3,6 +3,8 @@ are signals that user code raises, not errors."""
 
 from __future__ import annotations
 
+DEFAULT_MAX_ATTEMPTS = 5  # starts of a job whose start() keeps raising Requeue (as arq)
+
 
 class PoolError(Exception):
     """Base class of every error redpool raises."""
@@ -40,18 +42,20 @@ class JobStartError(PoolError):
 
 
 class QueueFullError(PoolError):
-    """``max_queued_jobs`` jobs are admitted but not started yet; retry later or add workers."""
+    """A bounded queue is full: ``max_queued_jobs`` jobs already wait for a worker (the pool
+    has none), or too many notifications wait for one job's owner. Retry later."""
 
 
 class DispatchTimeoutError(PoolError):
-    """No worker started the job in time; it was withdrawn and will not start later."""
+    """No worker started the job in time; it was withdrawn and will not start later.
+    ``reason`` says why: no live worker took it, or its owner did not finish ``start()``."""
 
-    def __init__(self, key: str, timeout: float) -> None:
+    def __init__(self, key: str, timeout: float, reason: str) -> None:
         super().__init__(
-            f"job {key!r} was not started within {timeout:g}s and was withdrawn; "
-            "check that the pool has live workers"
+            f"job {key!r} was not started within {timeout:g}s and was withdrawn: {reason}"
         )
         self.key = key
+        self.reason = reason
 
 
 class PoolClosedError(PoolError):
@@ -85,7 +89,30 @@ class ScheduleStop(Exception):
 
 
 class Requeue(Exception):
-    """Raised by a handler's ``start()`` to ask for the job to be retried on another attempt."""
+    """Raised by a handler's ``start()`` to have the job started again later.
+
+    The next attempt comes after ``delay`` seconds, or by default after 0.5 s, doubling per
+    attempt up to 30 s (on the Redis clock). A job gets at most ``max_attempts`` starts in
+    all, the first included; when the last one raises ``Requeue`` too, the job ends (its key
+    is free) and a dispatcher still waiting gets :class:`JobStartError`. The handler decides,
+    per raise, because it knows the failure: a rate limit knows its retry-after, a flaky
+    dependency deserves more attempts than a bad payload.
+    """
+
+    def __init__(self, delay: float | None = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS):
+        if delay is not None and (
+            isinstance(delay, bool)
+            or not isinstance(delay, (int, float))
+            or not 0 <= delay < float("inf")
+        ):
+            raise InvalidArgumentError(f"Requeue delay must be seconds >= 0 or None, got {delay!r}")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise InvalidArgumentError(
+                f"Requeue max_attempts must be an int >= 1, got {max_attempts!r}"
+            )
+        super().__init__(delay, max_attempts)
+        self.delay = delay
+        self.max_attempts = max_attempts
 
 
 class StopTimeoutError(PoolError):
