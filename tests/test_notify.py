@@ -99,3 +99,17 @@ async def test_notifications_sent_before_the_start_are_delivered_after_it(make_n
 
 async def _admitted(node: redpool.Node) -> bool:
     return await node.job_keys() == ["early"]
+
+
+async def test_notifications_waiting_for_one_job_are_bounded(make_node):
+    node = await make_node(ack_grace_period=5.0)
+    dispatch = asyncio.create_task(node.dispatch_job("early"))  # queued: nobody takes notes
+    await eventually(lambda: _admitted(node), what="queued")
+    await asyncio.gather(*(node.notify_worker("early", b"%d" % i) for i in range(1000)))
+    with pytest.raises(redpool.QueueFullError, match="1000 notifications already wait"):
+        await node.notify_worker("early", b"one too many")
+    handler = Recorder()
+    await node.add_worker(handler)
+    await dispatch
+    await eventually(lambda: len(handler.notifications) == 1000, what="all 1000 delivered")
+    await node.notify_worker("early", b"room again")

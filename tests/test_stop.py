@@ -57,6 +57,41 @@ async def test_stopping_an_unknown_key_raises_job_not_found(make_node):
         await node.stop_job("nope")
 
 
+async def test_a_stale_stop_report_does_not_free_the_next_job_of_the_key(make_node):
+    node = await make_node()
+    handler = Recorder()
+    worker = await node.add_worker(handler)
+    await node.dispatch_job("k")
+    first = handler.running["k"].epoch
+    await node.stop_job("k")
+    await node.dispatch_job("k")
+    second = handler.running["k"].epoch
+    assert second > first  # epochs never repeat for a key, across admissions
+    gate = asyncio.Event()
+    plain_stop = handler.stop
+
+    async def slow_stop(key: str) -> None:
+        await gate.wait()
+        await plain_stop(key)
+
+    handler.stop = slow_stop  # type: ignore[method-assign]
+    stopping = asyncio.create_task(node.stop_job("k"))
+    await eventually(lambda: _state_is(node, "k", "stopping"), what="stop under way")
+    # A report about the first job arriving late (a retry, a slow worker) frees nothing.
+    assert await node._scripts.stopped([("k", worker.id, first)]) == 0
+    assert await node.job_keys() == ["k"]
+    gate.set()
+    await stopping
+    assert await node.job_keys() == []
+
+
+async def _state_is(node: redpool.Node, key: str, state: str) -> bool:
+    from redpool._codec import decode_record
+
+    raw = await node._client.hget(node._keys.jobs, key)
+    return raw is not None and decode_record(raw).state == state
+
+
 async def _claimed(node: redpool.Node) -> bool:
     return any(w._jobs for w in node.workers())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -11,7 +12,7 @@ from tests.helpers import Recorder
 from tests.redis_server import free_port
 
 
-@pytest.mark.parametrize("key", ["", 42, None, b"bytes"])
+@pytest.mark.parametrize("key", ["", 42, None, b"bytes", "\ud800", "k" * 1025])
 async def test_bad_keys_are_rejected(make_node, key):
     node = await make_node()
     with pytest.raises(redpool.InvalidArgumentError):
@@ -52,6 +53,42 @@ async def test_payloads_over_the_limit_are_rejected(make_node):
 async def test_bad_options_are_rejected(redis_url, options):
     with pytest.raises(redpool.InvalidArgumentError):
         await redpool.add_node("pool", redis_url, **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"worker_ttl": 0.01}, "worker_ttl must be at least 1 s"),
+        ({"ack_grace_period": 0.01}, "ack_grace_period must be at least 0.1 s"),
+        ({"max_payload_size": 64 * 1024 * 1024 + 1}, "at most 67108864 \\(64 MiB\\)"),
+    ],
+)
+async def test_options_outside_the_sane_range_are_rejected_with_the_limit(redis_url, options, says):
+    with pytest.raises(redpool.InvalidArgumentError, match=says):
+        await redpool.add_node("pool", redis_url, **options)
+
+
+async def test_a_key_that_is_not_valid_unicode_fails_alone_not_its_batch(make_node):
+    node = await make_node()
+    handler = Recorder()
+    await node.add_worker(handler)
+    keys = [f"k{i}" for i in range(20)]
+    results = await asyncio.gather(
+        *(node.dispatch_job(k) for k in [*keys[:10], "\ud800", *keys[10:]]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[10], redpool.InvalidArgumentError)
+    assert "not valid Unicode" in str(results[10])
+    assert [r for i, r in enumerate(results) if i != 10] == [None] * 20
+    assert sorted(handler.running) == sorted(keys)
+
+
+async def test_a_key_of_1_kib_is_accepted(make_node):
+    node = await make_node()
+    handler = Recorder()
+    await node.add_worker(handler)
+    await node.dispatch_job("é" * 512)  # 1024 bytes in UTF-8
+    assert list(handler.running) == ["é" * 512]
 
 
 @pytest.mark.parametrize("name", ["", "a{b}", "has space", "star*", 7])
