@@ -1,13 +1,12 @@
 -- Shared by every script: redpool prepends this file to each script before loading it.
 --
 -- Calling convention (src/redpool/_scripts.py builds it; src/redpool/_keys.py names the keys):
---   KEYS[1..9] = jobs, pending, workers, leases, meta, events, tickers, ended, backlog
---                (one hash tag: the pool)
+--   KEYS[1..11] = jobs, pending, workers, leases, meta, events, tickers, ended, backlog,
+--                 requests, request_expiry  (one hash tag: the pool)
 --   ARGV[1]    = template of a worker's owned-jobs set   ("...:worker:*:jobs")
 --   ARGV[2]    = template of a node's inbox stream       ("...:node:*:inbox")
 --   ARGV[3]    = template of a job's pending notes list  ("...:notes:*")
---   ARGV[4]    = template of a request's outcome memo    ("...:req:*")
---   ARG[i]     = ARGV[i + 4]: the script's own arguments
+--   ARG[i]     = ARGV[i + 3]: the script's own arguments
 -- Dynamic keys are built from the templates and carry the same hash tag, so every key a script
 -- touches is in the fixed keys' slot (they are not declared in KEYS: see docs/architecture.md §2).
 --
@@ -21,9 +20,10 @@
 
 local JOBS, PENDING, WORKERS, LEASES, META, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local TICKERS, ENDED, BACKLOG = KEYS[7], KEYS[8], KEYS[9]
-local OWNED_T, INBOX_T, NOTES_T, REQUEST_T = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local REQUESTS, REQUEST_EXPIRY = KEYS[10], KEYS[11]
+local OWNED_T, INBOX_T, NOTES_T = ARGV[1], ARGV[2], ARGV[3]
 local ARG = {}
-for i = 5, #ARGV do ARG[i - 4] = ARGV[i] end
+for i = 4, #ARGV do ARG[i - 3] = ARGV[i] end
 
 -- Plain substitution of the template's one '*' (ids and job keys may hold any character).
 local function fill(template, id)
@@ -61,16 +61,24 @@ local function fresh_epochs(n)
   return redis.call('HINCRBY', META, 'epoch', n) - n + 1
 end
 
--- Request memos: the outcome of a mutating call ``<node>:<request>``, kept while its caller
--- may retry it, so a retry after a lost reply answers the same and changes nothing.
-local function request_key(node, request) return fill(REQUEST_T, node .. ':' .. request) end
+-- Request memos: the outcome of a mutating call ``<node>:<request>`` (request ids are unique
+-- per node, node ids random per node), kept while its caller may retry it, so a retry after a
+-- lost reply answers the same and changes nothing. Each write forgets a few expired memos:
+-- bounded work per call, and the memos never outgrow the calls of one retry window.
 local function recall(node, request)
-  local raw = redis.call('GET', request_key(node, request))
+  local raw = redis.call('HGET', REQUESTS, node .. ':' .. request)
   if raw then return cmsgpack.unpack(raw) end
   return nil
 end
 local function remember(node, request, ttl_ms, result)
-  redis.call('SET', request_key(node, request), cmsgpack.pack(result), 'PX', math.max(1, ttl_ms))
+  local id, now = node .. ':' .. request, now_ms()
+  local old = redis.call('ZRANGEBYSCORE', REQUEST_EXPIRY, '-inf', now, 'LIMIT', 0, 10)
+  if #old > 0 then
+    redis.call('HDEL', REQUESTS, unpack(old))
+    redis.call('ZREM', REQUEST_EXPIRY, unpack(old))
+  end
+  redis.call('HSET', REQUESTS, id, cmsgpack.pack(result))
+  redis.call('ZADD', REQUEST_EXPIRY, now + ttl_ms, id)
   return result
 end
 

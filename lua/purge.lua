@@ -60,5 +60,5 @@ end
 local left = redis.call('HLEN', JOBS) + redis.call('HLEN', WORKERS) + redis.call('ZCARD', LEASES)
   + redis.call('HLEN', TICKERS)
 if left > 0 then return {'more', current, deadline, now} end
-redis.call('DEL', PENDING, BACKLOG, EVENTS, META)
+redis.call('DEL', PENDING, BACKLOG, REQUESTS, REQUEST_EXPIRY, EVENTS, META)
 return {'done', current, deadline, now}

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 import redpool
+from redpool._scripts import Stopped
 from tests.helpers import Recorder, eventually
 
 
@@ -76,11 +77,13 @@ async def test_a_stale_stop_report_does_not_free_the_next_job_of_the_key(make_no
 
     handler.stop = slow_stop  # type: ignore[method-assign]
     stopping = asyncio.create_task(node.stop_job("k"))
-    await eventually(lambda: _state_is(node, "k", "stopping"), what="stop under way")
-    # A report about the first job arriving late (a retry, a slow worker) frees nothing.
-    assert await node._scripts.stopped([("k", worker.id, first)]) == 0
-    assert await node.job_keys() == ["k"]
-    gate.set()
+    try:
+        await eventually(lambda: _state_is(node, "k", "stopping"), what="stop under way")
+        # A report about the first job arriving late (a retry, a slow worker) frees nothing.
+        assert await node._scripts.stopped([Stopped("k", worker.id, first)]) == 0
+        assert await node.job_keys() == ["k"]
+    finally:
+        gate.set()
     await stopping
     assert await node.job_keys() == []
 

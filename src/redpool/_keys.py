@@ -86,10 +86,16 @@ class Keys:
         assigned or deleted: what ``max_queued_jobs`` bounds."""
         return self.prefix + "backlog"
 
-    def request(self, request_id: str) -> str:
-        """STRING: the outcome of one mutating script call ``<node id>:<n>``, kept (PX) while
-        its caller may still retry it, so a retry after a lost reply gets the same answer."""
-        return f"{self.prefix}req:{request_id}"
+    @property
+    def requests(self) -> str:
+        """HASH ``<node id>:<request>`` -> msgpack outcome of a mutating script call, kept while
+        its caller may retry it, so a retry after a lost reply gets the same answer."""
+        return self.prefix + "requests"
+
+    @property
+    def request_expiry(self) -> str:
+        """ZSET ``<node id>:<request>`` -> server ms after which its memo may be forgotten."""
+        return self.prefix + "request_expiry"
 
     def notes(self, job_key: str) -> str:
         """LIST of notifications waiting for the owner of a job (deleted with the job)."""
@@ -124,14 +130,10 @@ class Keys:
             self.tickers,
             self.ended,
             self.backlog,
+            self.requests,
+            self.request_expiry,
         ]
 
     def script_templates(self) -> list[str]:
-        """First ARGV of every script: templates of the per-worker, per-node, per-job and
-        per-request keys."""
-        return [
-            self.owned(_ID_TEMPLATE),
-            self.inbox(_ID_TEMPLATE),
-            self.notes(_ID_TEMPLATE),
-            self.request(_ID_TEMPLATE),
-        ]
+        """First ARGV of every script: templates of the per-worker, per-node and per-job keys."""
+        return [self.owned(_ID_TEMPLATE), self.inbox(_ID_TEMPLATE), self.notes(_ID_TEMPLATE)]
