@@ -1,0 +1,132 @@
+"""Lost replies: a mutating script ran, its reply never came back, and the caller retried it.
+Each retry carries the first call's request id, so it answers what the first call did and
+changes nothing again (redis-py's own blind retry is off for script calls)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+
+import redpool
+from redpool._scripts import sources
+from tests.helpers import Recorder, eventually
+from tests.proxy import Proxy
+from tests.redis_server import RedisServer
+
+
+def sha(script: str) -> bytes:
+    """What the EVALSHA of ``script`` carries: the proxy loses the reply to that request."""
+    return hashlib.sha1(sources()[script].encode()).hexdigest().encode()
+
+
+@pytest.fixture
+def proxy(redis_server: RedisServer) -> Iterator[Proxy]:
+    proxy = Proxy(redis_server.port)
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+async def via_proxy(
+    proxy: Proxy, pool_name: str
+) -> AsyncIterator[Callable[..., Awaitable[redpool.Node]]]:
+    """A client-only node of the test's pool whose every connection goes through the proxy."""
+    nodes: list[redpool.Node] = []
+
+    async def make(**options: float) -> redpool.Node:
+        node = await redpool.add_node(
+            pool_name, proxy.url, client_only=True, worker_ttl=1.0, job_sink_block=1.0, **options
+        )
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        await node.close()
+
+
+async def _no_jobs(node: redpool.Node) -> bool:
+    return await node.job_keys() == []
+
+
+async def test_a_retried_admit_whose_job_already_started_is_not_refused(
+    make_node, via_proxy, proxy
+):
+    handler = Recorder()
+    await (await make_node()).add_worker(handler)
+    client = await via_proxy(ack_grace_period=5.0)
+    proxy.lose_reply_to(sha("admit"))
+    await client.dispatch_job("k")  # was JobExistsError: the job had started, r was cleared
+    assert proxy.lost == 1
+    assert handler.started == ["k"]
+
+
+async def test_a_retried_admit_of_a_job_whose_start_failed_does_not_start_it_again(
+    make_node, via_proxy, proxy
+):
+    worker_node = await make_node()
+    handler = Recorder()
+    handler.fail_with = RuntimeError("no")
+    starts: list[str] = []
+    plain_start = handler.start
+
+    async def counting_start(job: redpool.Job) -> None:
+        starts.append(job.key)
+        await plain_start(job)
+
+    handler.start = counting_start  # type: ignore[method-assign]
+    await worker_node.add_worker(handler)
+    client = await via_proxy(ack_grace_period=5.0)
+    proxy.lose_reply_to(sha("admit"))
+    with pytest.raises(redpool.JobStartError, match="RuntimeError: no"):
+        await client.dispatch_job("k")
+    assert proxy.lost == 1
+    await eventually(lambda: _no_jobs(worker_node), what="key free")
+    assert starts == ["k"]  # the retry did not admit it a second time
+
+
+async def test_a_retried_withdraw_still_raises_dispatch_timeout(make_node, via_proxy, proxy):
+    worker_node = await make_node()
+    handler = Recorder()
+    handler.gate = asyncio.Event()
+    await worker_node.add_worker(handler)
+    client = await via_proxy(ack_grace_period=0.25)
+    proxy.lose_reply_to(sha("withdraw"))
+    try:
+        # Was a normal return: the retry found the job stopping with no waiter, "started".
+        with pytest.raises(redpool.DispatchTimeoutError, match="did not return in time"):
+            await client.dispatch_job("k")
+        assert proxy.lost == 1
+    finally:
+        handler.gate.set()
+    await eventually(lambda: _no_jobs(worker_node), what="stopped after its late start")
+    assert handler.stopped == ["k"]
+
+
+async def test_a_retried_notify_delivers_once(make_node, via_proxy, proxy):
+    handler = Recorder()
+    await (await make_node()).add_worker(handler)
+    client = await via_proxy()
+    await client.dispatch_job("k")
+    proxy.lose_reply_to(sha("notify"))
+    await client.notify_worker("k", b"once")
+    assert proxy.lost == 1
+    await client.notify_worker("k", b"after")
+    await eventually(lambda: ("k", b"after") in handler.notifications, what="both delivered")
+    assert handler.notifications == [("k", b"once"), ("k", b"after")]
+
+
+async def test_a_retried_stop_that_worked_returns(make_node, via_proxy, proxy):
+    handler = Recorder()
+    await (await make_node()).add_worker(handler)
+    client = await via_proxy()
+    await client.dispatch_job("k")
+    proxy.lose_reply_to(sha("stop"))
+    await client.stop_job("k")  # was JobNotFoundError: the owner had freed the key meanwhile
+    assert proxy.lost == 1
+    assert handler.stopped == ["k"]
+    assert await client.job_keys() == []
