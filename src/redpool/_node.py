@@ -87,6 +87,7 @@ class Node:
         )
         self._closed = False
         self._shutdown = False
+        self._initiating = False  # this node's shutdown() is under way
         self._tasks: list[asyncio.Task[None]] = []
         self._lease = Lease(
             self.id,
@@ -307,6 +308,9 @@ class Node:
         process dies meanwhile, the next add_node() of the pool finishes the shutdown once
         worker_shutdown_ttl has passed."""
         self._check_open()
+        # From here on this node deletes the pool and closes the client last: the shutdown
+        # event this node reads meanwhile must not close the client under the purge.
+        self._initiating = True
         ttl_ms = int(self._opts.worker_shutdown_ttl * 1000)
         times = await self._scripts.shutdown(self._life.id, ttl_ms)
         if times is None:  # the pool's life changed: the beat adopts the new one or closes us
@@ -315,7 +319,7 @@ class Node:
             times = await self._scripts.shutdown(self._life.id, ttl_ms)
         if times is None:
             raise PoolShuttingDownError(f"pool {self.pool_name!r} was shut down")
-        await self._leave_for_shutdown(initiator=True)
+        await self._leave_for_shutdown()
         deadline_ms, now_ms = times  # one shutdown under way: wait for its deadline only
         deadline = time.monotonic() + max(0, deadline_ms - now_ms) / 1000
         delay = 0.01
@@ -412,7 +416,7 @@ class Node:
         if self._opts.on_state_lost is not None:
             await call_maybe_async(self._opts.on_state_lost, jobs)
 
-    async def _leave_for_shutdown(self, initiator: bool = False) -> None:
+    async def _leave_for_shutdown(self) -> None:
         if self._shutdown:
             return
         self._shutdown = True
@@ -420,7 +424,7 @@ class Node:
         await self._close(
             PoolShuttingDownError("the pool is shutting down"),
             release=False,
-            release_client=not initiator,
+            release_client=not self._initiating,
         )
 
     async def _close(
