@@ -5,7 +5,7 @@
 --      earlier admit of this request may have run and its reply was lost, else 0).
 -- Returns {'shutdown'} | {'stale', current version} | {'ok', {status per job}, backlog} where
 --   a status is 'ok' | 'exists' | 'full' and backlog is the number of jobs that wait for a
---   worker (BACKLOG) after this call.
+--   worker (BACKLOG) after this call (0 when no job of the call went to the backlog).
 -- Invariants: at most one record per key; records are created only when the caller's ring is
 -- current (so each target is a registered worker); a retried admit of the same (node, request)
 -- is 'ok' and admits nothing again, also when its job already ended (then the memo finish_stop
@@ -18,14 +18,17 @@ if meta[2] then return {'shutdown'} end
 if (meta[1] or '0') ~= version then return {'stale', meta[1] or '0'} end
 
 local now = now_ms()
-local backlog = redis.call('SCARD', BACKLOG)
+local backlog  -- SCARD BACKLOG, read only once a job of this call has no worker to go to
 local epoch = fresh_epochs((#ARG - 4) / 6)
 local out = {}
 for i = 5, #ARG, 6 do
   local key, payload, req, target = ARG[i], ARG[i + 1], tonumber(ARG[i + 2]), ARG[i + 3]
   local withdraw_at, retry = now + tonumber(ARG[i + 4]), ARG[i + 5] == '1'
   local state = 'assigned'
-  if target == '' then state = 'queued' end
+  if target == '' then
+    state = 'queued'
+    backlog = backlog or redis.call('SCARD', BACKLOG)
+  end
   local rec = {p = payload, c = now, d = node, r = req, q = req, x = withdraw_at, w = target,
                s = state, e = epoch, a = 0}
   epoch = epoch + 1
@@ -55,4 +58,4 @@ for i = 5, #ARG, 6 do
     end
   end
 end
-return {'ok', out, backlog}
+return {'ok', out, backlog or 0}
