@@ -62,7 +62,8 @@ local function fresh_epochs(n)
 end
 
 -- Request memos: the outcome of a mutating call ``<node>:<request>`` (request ids are unique
--- per node, node ids random per node), kept while its caller may retry it, so a retry after a
+-- per node, node ids random per node; a worker's take_notes uses ``<worker id>:<request>``,
+-- a namespace of its own), kept while its caller may retry it, so a retry after a
 -- lost reply answers the same and changes nothing. Each write forgets a few expired memos:
 -- bounded work per call, and the memos never outgrow the calls of one retry window.
 local function recall(node, request)

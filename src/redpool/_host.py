@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from structlog.typing import FilteringBoundLogger
 
 from ._batch import Batcher
+from ._dispatch import MEMO_MARGIN
 from ._lease import FencedJob, LeaseClock
 from ._lifecycle import LifeChanged, PoolLife
 from ._membership import Membership
@@ -53,6 +54,7 @@ class Host:
         self._scripts = scripts
         self._opts = options
         self._seq = itertools.count(1)
+        self._requests = itertools.count(1)  # of take_notes calls (memos are per worker id)
         # Serialises the changes of a worker's registration (join under a new id, leave), so a
         # rejoin racing remove_worker cannot register a worker that was just removed.
         self._registration = asyncio.Lock()
@@ -88,8 +90,12 @@ class Host:
         await self._for_worker(lambda: self._stopped.submit(item), f"reporting the stop of {key!r}")
 
     async def take_notes(self, key: str, worker: str, epoch: int) -> list[bytes]:
+        # The notes are deleted as they are taken: a retry after a lost reply must get them
+        # from the first call's memo, which outlives every retry (bounded by valid_for).
+        request = next(self._requests)
+        keep_ms = int((self._clock.valid_for() + MEMO_MARGIN) * 1000)
         return await self._for_worker(
-            lambda: self._scripts.take_notes(key, worker, epoch),
+            lambda: self._scripts.take_notes(key, worker, epoch, request, keep_ms),
             f"taking notes of {key!r}",
             locked=True,
         )

@@ -403,8 +403,12 @@ class Scripts:
         res = await self._run("notify", [key, payload, node, request, keep_ms, max_notes])
         return text(res[0]), int(res[1]) if len(res) > 1 else 0
 
-    async def take_notes(self, key: str, worker: str, epoch: int) -> list[bytes]:
-        return [bytes(p) for p in await self._run("take_notes", [key, worker, epoch])]
+    async def take_notes(
+        self, key: str, worker: str, epoch: int, request: int, keep_ms: int
+    ) -> list[bytes]:
+        """``request``: unique per worker; a retry with it returns what the first call took."""
+        args: list[str | int] = [key, worker, epoch, request, keep_ms]
+        return [bytes(p) for p in await self._run("take_notes", args)]
 
     async def ticker(self, name: str, interval_ms: int) -> None:
         await self._run("ticker", [name, interval_ms])

@@ -140,3 +140,26 @@ async def test_a_retried_stop_that_worked_returns(make_node, via_proxy, proxy):
     assert proxy.lost == LOST
     assert handler.stopped == ["k"]
     assert await client.job_keys() == []
+
+
+async def test_a_retried_take_of_notifications_still_delivers_them(
+    make_node, pool_name, proxy, redis
+):
+    for source in sources().values():
+        await redis.script_load(source)
+    handler = Recorder()
+    worker_node = await redpool.add_node(pool_name, proxy.url, worker_ttl=2.0, job_sink_block=1.0)
+    try:
+        await worker_node.add_worker(handler)
+        client = await make_node(client_only=True)
+        await client.dispatch_job("k")
+        proxy.lose_reply_to(sha("take_notes"))
+        await client.notify_worker("k", b"once")
+        # Was lost: the first take deleted the notes, its retry found none.
+        await eventually(lambda: ("k", b"once") in handler.notifications, what="delivered")
+        assert proxy.lost == 1
+        await client.notify_worker("k", b"after")
+        await eventually(lambda: ("k", b"after") in handler.notifications, what="both delivered")
+        assert handler.notifications == [("k", b"once"), ("k", b"after")]
+    finally:
+        await worker_node.close()
