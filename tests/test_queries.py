@@ -62,7 +62,7 @@ async def test_job_info_follows_a_job_from_queued_to_running_on_another_process(
     await eventually(lambda: _state(client, "k", "queued"), what="queued")
     queued = await _info(client, "k")
     assert (queued.worker_id, queued.node_id, queued.host, queued.pid) == (None,) * 4
-    assert (queued.epoch, queued.attempt, queued.payload_size) == (1, 0, 5)
+    assert (queued.attempt, queued.payload_size) == (0, 5)
     assert queued.started_at is None and queued.dispatcher_id == client.id
     member = await members("--workers", "1")
     await dispatch
@@ -74,7 +74,7 @@ async def test_job_info_follows_a_job_from_queued_to_running_on_another_process(
         socket.gethostname(),
         member.pid,
     )
-    assert running.epoch == 2 and running.created_at == queued.created_at
+    assert running.epoch > queued.epoch and running.created_at == queued.created_at
     assert running.started_at is not None and running.started_at >= running.created_at
     assert await client.job_info("unknown") is None
     with pytest.raises(redpool.InvalidArgumentError):
