@@ -93,10 +93,14 @@ class InboxRouter:
                 starts.append(parsed)
             elif parsed is not None:
                 others.append(parsed)
-        if starts:
-            await self._start(starts)
-        for item in others:
-            self._handle(item)
+        # Starts first (a stop read with its job's start must find it), but the stops and
+        # replies are handled also when a claim fails: the reader never reads them again.
+        try:
+            if starts:
+                await self._start(starts)
+        finally:
+            for item in others:
+                self._handle(item)
 
     def _handle(self, item: _Ref | _Reply) -> None:
         if isinstance(item, _Reply):
