@@ -113,3 +113,20 @@ async def test_notifications_waiting_for_one_job_are_bounded(make_node):
     await dispatch
     await eventually(lambda: len(handler.notifications) == 1000, what="all 1000 delivered")
     await node.notify_worker("early", b"room again")
+
+
+class _HangingNotes(Recorder):
+    async def handle_notification(self, key: str, payload: bytes) -> None:
+        await asyncio.Event().wait()  # never returns
+
+
+async def test_a_handle_notification_that_never_returns_does_not_wedge_its_key(make_node):
+    node = await make_node(start_timeout=0.5, worker_shutdown_ttl=1.0)
+    handler = _HangingNotes()
+    await node.add_worker(handler)
+    await node.dispatch_job("k")
+    await node.notify_worker("k", b"hangs")
+    # Was StopTimeoutError: the notification held the key's lock for good, so no stop (not
+    # even the fence's) could run.
+    await node.stop_job("k")
+    assert handler.stopped == ["k"]

@@ -256,18 +256,13 @@ class Worker:
         began = time.monotonic()
         late = f"start() did not return within {limit:g}s (start_timeout)"
         if inspect.iscoroutinefunction(self.handler.start):
-            while not task.done():
-                window = min(began + limit - time.monotonic(), self._host.lease_valid_for())
-                if (await asyncio.wait({task}, timeout=max(window, 0.0)))[0]:
-                    break
-                if time.monotonic() >= began + limit:
-                    await abandon(task)
-                    self._log.error(late + "; cancelled, the dispatch fails", key=job.key)
-                    return "error", late + "; it was cancelled"
-                if not self._host.lease_valid():
-                    await abandon(task)
-                    self._log.info("start() cancelled: the node fenced", key=job.key)
-                    raise _NotOwned
+            ended = await self._while_owned(task, limit)
+            if ended == "late":
+                self._log.error(late + "; cancelled, the dispatch fails", key=job.key)
+                return "error", late + "; it was cancelled"
+            if ended == "fenced":
+                self._log.info("start() cancelled: the node fenced", key=job.key)
+                raise _NotOwned
         else:
             overran = False
             while not (await asyncio.wait({task}, timeout=limit))[0]:
@@ -293,6 +288,19 @@ class Worker:
             self._log.info("start failed", key=job.key, error=message)
             return "error", message
         return "ok", ""
+
+    async def _while_owned(self, task: asyncio.Future[Any], limit: float) -> str:
+        """Wait for a handler call made under a key's lock: 'done', or (the call abandoned:
+        cancelled if async) 'late' after ``limit`` seconds, 'fenced' once the lease is no
+        longer valid, so the fence's stop() of the key never waits for it."""
+        began = time.monotonic()
+        while True:
+            window = min(began + limit - time.monotonic(), self._host.lease_valid_for())
+            if (await asyncio.wait({task}, timeout=max(window, 0.0)))[0]:
+                return "done"
+            if time.monotonic() >= began + limit or not self._host.lease_valid():
+                await abandon(task)
+                return "late" if time.monotonic() >= began + limit else "fenced"
 
     async def _stop_locked(self, local: _Local) -> None:
         await self._call_stop(local.job.key)
@@ -331,13 +339,28 @@ class Worker:
                 count=len(payloads),
             )
             return
-        for payload in payloads:
-            try:
-                await call_maybe_async(
+        limit = self._opts.start_deadline
+        for i, payload in enumerate(payloads):
+            # Bounded like start(): it holds the key, and a stop (the fence's too) waits for it.
+            task = asyncio.ensure_future(
+                call_maybe_async(
                     self.handler.handle_notification,  # type: ignore[attr-defined]
                     key,
                     payload,
                     threads=self._threads.starts,
                 )
-            except Exception as exc:
-                self._log.warning("handle_notification raised", key=key, error=repr(exc))
+            )
+            ended = await self._while_owned(task, limit)
+            if ended != "done":
+                self._log.error(
+                    f"handle_notification() did not return within {limit:g}s (start_timeout)"
+                    if ended == "late"
+                    else "handle_notification() abandoned: the node fenced",
+                    key=key,
+                    undelivered=len(payloads) - i - 1,
+                )
+                return
+            if task.exception() is not None:
+                self._log.warning(
+                    "handle_notification raised", key=key, error=repr(task.exception())
+                )
