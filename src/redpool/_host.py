@@ -64,6 +64,7 @@ class Host:
         self._started: Batcher[Started, str] = Batcher(self._flush_started)
         self._stopped: Batcher[Stopped, int] = Batcher(self._flush_stopped)
         self.threads = HandlerThreads.sized(options.sync_threads)
+        self.fence_hooks: list[Callable[[], None]] = []  # the tasks layer stops its runs
 
     def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
         """Run ``coro`` in the background; a failure is logged."""
@@ -132,6 +133,8 @@ class Host:
 
     def fence(self) -> list[FencedJob]:
         """Start stopping every job here (no reports: the records decide what comes next)."""
+        for hook in self.fence_hooks:
+            hook()
         return [
             FencedJob(job, asyncio.ensure_future(worker._stop_local(job.key, job.epoch)))
             for worker in self.workers.values()

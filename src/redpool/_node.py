@@ -51,12 +51,14 @@ from .errors import (
     PoolError,
     PoolShuttingDownError,
 )
+from .tasks._node_api import TaskMethods
 
 T = TypeVar("T")
 
 
-class Node:
-    """A member of a pool; create one with :func:`redpool.add_node`."""
+class Node(TaskMethods):
+    """A member of a pool; create one with :func:`redpool.add_node`. Its tasks methods
+    (submit, add_task_worker, ...) come from ``tasks/_node_api.py``."""
 
     def __init__(
         self,
@@ -437,6 +439,8 @@ class Node:
             self._left.set()
 
     async def _leave(self, reason: PoolError, release: bool, release_client: bool) -> None:
+        with contextlib.suppress(*TRANSIENT):
+            await self._close_tasks()
         if not release:
             await self._host.stop_all()
         elif self._host.workers:

@@ -85,14 +85,19 @@ def _shebang(name: str) -> str:
     return "#!lua flags=allow-oom\n" if name in ALLOW_OOM else ""
 
 
-@cache
-def sources() -> dict[str, str]:
+def load_sources(prelude_name: str, names: Sequence[str]) -> dict[str, str]:
+    """Each script of ``names`` behind the prelude ``prelude_name`` (and its flags line)."""
     folder = _lua_dir()
-    prelude = (folder / "_prelude.lua").read_text()
+    prelude = (folder / f"{prelude_name}.lua").read_text()
     return {
         name: _shebang(name) + prelude + "\n" + (folder / f"{name}.lua").read_text()
-        for name in _NAMES
+        for name in names
     }
+
+
+@cache
+def sources() -> dict[str, str]:
+    return load_sources("_prelude", _NAMES)
 
 
 def requeue_message(requeue: Requeue) -> str:
@@ -210,15 +215,21 @@ class Tick:
         return self.start_ms + self.index * self.interval_ms
 
 
-class Scripts:
-    """Typed entry points to the pool's atomic operations."""
+class ScriptRunner:
+    """Runs loaded scripts by name with fixed KEYS and key templates (the pool core's here;
+    the tasks layer has a runner of its own)."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: list[str],
+        templates: list[str],
+        script_sources: dict[str, str],
+    ) -> None:
         self._client = client
-        self._keys = keys.script_keys()
-        self._templates = keys.script_templates()
-        self._schedule_template = keys.schedule_jobs_template
-        self._sources = sources()
+        self._keys = keys
+        self._templates = templates
+        self._sources = script_sources
         self._shas = {
             name: hashlib.sha1(src.encode()).hexdigest() for name, src in self._sources.items()
         }
@@ -246,6 +257,14 @@ class Scripts:
             raise
         finally:
             await pool.release(conn)
+
+
+class Scripts(ScriptRunner):
+    """Typed entry points to the pool's atomic operations."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+        super().__init__(client, keys.script_keys(), keys.script_templates(), sources())
+        self._schedule_template = keys.schedule_jobs_template
 
     async def admit(
         self, node: str, version: str, grace_ms: int, max_queued: int, jobs: Sequence[Admission]

@@ -1,7 +1,12 @@
-"""redpool's exceptions: every error is a :class:`PoolError`; ``Requeue`` and ``ScheduleStop``
-are signals that user code raises, not errors."""
+"""redpool's exceptions: every error is a :class:`PoolError`; ``Requeue``, ``ScheduleStop``,
+``Skip``, ``RetryLater`` and ``Fail`` are signals that user code raises, not errors."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .tasks._status import JobInfo
 
 DEFAULT_MAX_ATTEMPTS = 5  # starts of a job whose start() keeps raising Requeue (as arq)
 
@@ -15,13 +20,15 @@ class InvalidArgumentError(PoolError, ValueError):
 
 
 class JobExistsError(PoolError):
-    """A job with this key already exists somewhere in the pool, whatever its state."""
+    """A job with this key already exists somewhere in the pool, whatever its state. For a
+    task, ``handle`` is the active job's handle (``if_active="return"`` returns it instead)."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, handle: Any = None) -> None:
         super().__init__(
             f"job {key!r} already exists in the pool; stop it first or use another key"
         )
         self.key = key
+        self.handle = handle
 
 
 class JobNotFoundError(PoolError):
@@ -124,3 +131,87 @@ class StopTimeoutError(PoolError):
             "stopped when its owner or its lease allows"
         )
         self.key = key
+
+
+class JobUnsuccessfulError(PoolError):
+    """The task job ended without a result; ``info`` says how (status, error, attempts)."""
+
+    def __init__(self, info: JobInfo) -> None:
+        error = f": {info.error.type}: {info.error.message}" if info.error else ""
+        super().__init__(f"task job {info.key!r} ended {info.status.value}{error}")
+        self.info = info
+
+
+class JobFailedError(JobUnsuccessfulError):
+    """The task raised (on its last attempt); ``info.error`` has its type and message."""
+
+
+class JobTimedOutError(JobUnsuccessfulError):
+    """The task ran past its timeout and was stopped (on its last attempt)."""
+
+
+class JobCanceledError(JobUnsuccessfulError):
+    """The task job was canceled before it finished."""
+
+
+class JobSkippedError(JobUnsuccessfulError):
+    """The task raised :class:`Skip`."""
+
+
+class InvalidTransitionError(PoolError):
+    """The action is not allowed in the job's current status."""
+
+    def __init__(self, key: str, status: str, action: str) -> None:
+        super().__init__(f"cannot {action} task job {key!r}: it is {status}")
+        self.key = key
+        self.status = status
+        self.action = action
+
+
+class IdempotencyConflictError(PoolError):
+    """The idempotency key was used before with other params: pick another key."""
+
+    def __init__(self, idempotency_key: str, key: str) -> None:
+        super().__init__(
+            f"idempotency key {idempotency_key!r} was used for job {key!r} with other params; "
+            "use a new idempotency key for new params"
+        )
+        self.idempotency_key = idempotency_key
+        self.key = key
+
+
+class UnknownTaskError(PoolError):
+    """No task of this name is registered (on the worker that took the job, or locally)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"no task named {name!r} is registered; register it with @tasks.task on every "
+            "worker serving its queue"
+        )
+        self.name = name
+
+
+class Skip(Exception):
+    """Raised by a task to end its job as skipped (``reason`` is kept as its error)."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryLater(Exception):
+    """Raised by a task to run again after ``delay`` seconds (counts as an attempt)."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay >= 0:
+            raise InvalidArgumentError(f"RetryLater delay must be seconds >= 0, got {delay!r}")
+        super().__init__(delay)
+        self.delay = float(delay)
+
+
+class Fail(Exception):
+    """Raised by a task to fail its job now, without a retry."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message

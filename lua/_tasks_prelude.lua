@@ -1,0 +1,250 @@
+-- Shared by every task script (task_*.lua): redpool prepends this file to each of them.
+--
+-- Calling convention (src/redpool/tasks/_scripts.py builds it; src/redpool/tasks/_keys.py
+-- names the keys; LEASES and META are the pool core's):
+--   KEYS[1..9] = tjobs, tworkers, tdelayed, tmeta, tdone, leases, meta, tqueues, tnodes
+--                (one hash tag: the pool)
+--   ARGV[1..9] = templates of tdata:<key>, truns:<key>, tinbox:<node>, tready:<queue>,
+--                twruns:<worker>, twq:<worker>|<queue>, tidem:<idempotency key>,
+--                tstatus:<status>, tqactive:<queue>
+--   ARG[i]     = ARGV[i + 9]: the script's own arguments
+--
+-- Task record (msgpack map in TJOBS[key]): s status, t task name, q queue, g generation,
+--   e epoch (drawn from TMETA.epoch on every placement: the fencing token), w worker ('' when
+--   none), a attempts started, ma max attempts (0: unlimited), ni interrupts, mi max
+--   interrupts, to timeout ms (0: none), rs retry wait spec (a map Lua passes on), pri priority,
+--   c created ms, due ms, sa last start ms, fin finished ms, kp / kf keep ms (succeeded /
+--   other terminal), tn tenant, lb labels, ik idempotency key, cf cancel requested (1),
+--   rw result waiters [{node, request}].
+-- Statuses: scheduled | queued -> starting -> running (-> canceling) -> succeeded | failed |
+--   timed_out | canceled | skipped; running -> scheduled (retry) | queued (interrupted).
+-- A worker id is "<node id>.t<n>": it lives as long as its node's lease in LEASES.
+
+local TJOBS, TWORKERS, TDELAYED, TMETA, TDONE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local LEASES, META, TQUEUES, TNODES = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local DATA_T, RUNS_T, INBOX_T, READY_T = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local WRUNS_T, WQ_T, IDEM_T, STATUS_T, ACTIVE_T = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local ARG = {}
+for i = 10, #ARGV do ARG[i - 9] = ARGV[i] end
+
+local TERMINAL = {succeeded = true, failed = true, timed_out = true, canceled = true, skipped = true}
+local HISTORY = 20 -- runs kept per key in truns:<key>
+
+local function fill(template, id)
+  local at = string.find(template, '*', 1, true)
+  return string.sub(template, 1, at - 1) .. id .. string.sub(template, at + 1)
+end
+local function data(key) return fill(DATA_T, key) end
+local function runs(key) return fill(RUNS_T, key) end
+local function tinbox(node) return fill(INBOX_T, node) end
+local function ready(queue) return fill(READY_T, queue) end
+local function wruns(worker) return fill(WRUNS_T, worker) end
+local function wq(worker, queue) return fill(WQ_T, worker .. '|' .. queue) end
+local function idem(k) return fill(IDEM_T, k) end
+local function by_status(status) return fill(STATUS_T, status) end
+local function active(queue) return fill(ACTIVE_T, queue) end
+local function node_of(worker) return string.match(worker, '^([^.]+)%.') end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- nil: no such job; false: corrupt; otherwise the record table.
+local function load_task(key)
+  local raw = redis.call('HGET', TJOBS, key)
+  if not raw then return nil end
+  local ok, rec = pcall(cmsgpack.unpack, raw)
+  if not ok or type(rec) ~= 'table' or type(rec.s) ~= 'string' or type(rec.e) ~= 'number' then
+    return false
+  end
+  return rec
+end
+local function save_task(key, rec) redis.call('HSET', TJOBS, key, cmsgpack.pack(rec)) end
+
+-- The status indexes (tstatus:<status>, key -> created ms) list jobs without a SCAN.
+local function set_status(key, rec, status)
+  if rec.s ~= status then
+    redis.call('ZREM', by_status(rec.s), key)
+    redis.call('ZADD', by_status(status), rec.c, key)
+    rec.s = status
+  end
+end
+
+-- NOMKSTREAM: a message to a node that is gone is dropped; the records say what must happen.
+local function send(node, msg)
+  redis.call('XADD', tinbox(node), 'NOMKSTREAM', '*', 'm', cmsgpack.pack(msg))
+end
+
+local function alive(node, now)
+  local score = redis.call('ZSCORE', LEASES, node)
+  return score and tonumber(score) > now
+end
+
+local function decode(raw)
+  local ok, v = pcall(cmsgpack.unpack, raw)
+  if ok and type(v) == 'table' then return v end
+  return nil
+end
+
+-- Free capacity of a worker for a queue: 0 when none. A cap < 0 means "up to concurrency".
+local function room(id, wrec, queue)
+  local cap = wrec.q[queue]
+  if cap == nil then return 0 end
+  local free = wrec.c - redis.call('SCARD', wruns(id))
+  if cap >= 0 then free = math.min(free, cap - redis.call('SCARD', wq(id, queue))) end
+  return free
+end
+
+-- Pool-wide cap of a queue (configure_queue max_running), checked at every placement.
+local function queue_full(queue)
+  local raw = redis.call('HGET', TQUEUES, queue)
+  if not raw then return false end
+  local conf = decode(raw)
+  if not conf or not conf.mr or conf.mr < 0 then return false end
+  return redis.call('SCARD', active(queue)) >= conf.mr
+end
+
+local function assign(key, rec, id)
+  rec.w, rec.e = id, redis.call('HINCRBY', TMETA, 'epoch', 1)
+  set_status(key, rec, 'starting')
+  save_task(key, rec)
+  redis.call('SADD', wruns(id), key)
+  redis.call('SADD', wq(id, rec.q), key)
+  redis.call('SADD', active(rec.q), key)
+  send(node_of(id), {'start', key, id, rec.e})
+end
+
+-- Placement: rendezvous hashing with bounded load. The key's preferred worker is the live
+-- one serving its queue with the highest sha1(key|worker) that has a free slot, so a key
+-- sticks to one worker while it has room, and goes to the next in its order when not.
+local function pick_worker(key, queue, now)
+  if queue_full(queue) then return nil end
+  local flat = redis.call('HGETALL', TWORKERS)
+  local best, best_score = nil, nil
+  for i = 1, #flat, 2 do
+    local id, wrec = flat[i], decode(flat[i + 1])
+    if wrec and wrec.q and wrec.d ~= 1 and alive(node_of(id), now) and room(id, wrec, queue) > 0 then
+      local score = redis.sha1hex(key .. '|' .. id)
+      if best_score == nil or score > best_score then best, best_score = id, score end
+    end
+  end
+  return best
+end
+
+local function ready_score(rec, now) return (9 - (rec.pri or 0)) * 17592186044416 + now end
+
+-- Run a queued job now if a slot is free, else leave it in its queue's ready set.
+local function place(key, rec, now)
+  local id = pick_worker(key, rec.q, now)
+  redis.call('ZREM', TDELAYED, key)
+  if id then
+    redis.call('ZREM', ready(rec.q), key)
+    assign(key, rec, id)
+    return true
+  end
+  rec.w = ''
+  set_status(key, rec, 'queued')
+  save_task(key, rec)
+  redis.call('ZADD', ready(rec.q), 'NX', ready_score(rec, now), key)
+  return false
+end
+
+-- Fill a worker's free slots from the ready sets of its queues (FIFO per priority band).
+local function pull(id, wrec, now, limit)
+  local placed = 0
+  if wrec.d == 1 then return 0 end
+  for queue, _ in pairs(wrec.q) do
+    while placed < limit and room(id, wrec, queue) > 0 and not queue_full(queue) do
+      local head = redis.call('ZRANGE', ready(queue), 0, 0)[1]
+      if not head then break end
+      redis.call('ZREM', ready(queue), head)
+      local rec = load_task(head)
+      if rec and rec.s == 'queued' then
+        assign(head, rec, id)
+        placed = placed + 1
+      end
+    end
+  end
+  return placed
+end
+
+-- The run of ``rec`` leaves its worker's slot.
+local function free_slot(key, rec)
+  if rec.w ~= '' then
+    redis.call('SREM', wruns(rec.w), key)
+    redis.call('SREM', wq(rec.w, rec.q), key)
+  end
+  redis.call('SREM', active(rec.q), key)
+end
+
+local function record_run(key, rec, outcome, now, err)
+  redis.call('XADD', runs(key), 'MAXLEN', '~', HISTORY, '*', 'r', cmsgpack.pack({
+    g = rec.g, a = rec.a, w = rec.w, e = rec.e, o = outcome, s = rec.sa or now, f = now,
+    err = err or false}))
+end
+
+-- The generation ends: status, purge time, waiters told (they read the result themselves).
+local function finish(key, rec, status, now)
+  free_slot(key, rec)
+  rec.w, rec.fin, rec.cf = '', now, nil
+  set_status(key, rec, status)
+  local keep = rec.kp or 86400000
+  if status ~= 'succeeded' then keep = rec.kf or 604800000 end
+  redis.call('ZADD', TDONE, now + keep, key)
+  redis.call('HSET', data(key), 'st', status)
+  for _, waiter in ipairs(rec.rw or {}) do send(waiter[1], {'done', waiter[2], key, status}) end
+  rec.rw = nil
+  save_task(key, rec)
+end
+
+-- A run ended without an outcome of its own (its worker died, fenced, or left): the job goes
+-- back to its queue without charging an attempt, unless it exhausted max_interrupts.
+local function interrupt(key, rec, now, counted)
+  record_run(key, rec, 'interrupted', now, nil)
+  if rec.s == 'canceling' or rec.cf == 1 then
+    finish(key, rec, 'canceled', now)
+    return
+  end
+  rec.a = math.max(0, rec.a - 1)
+  if counted then rec.ni = (rec.ni or 0) + 1 end
+  if rec.ni > (rec.mi or 3) then
+    redis.call('HSET', data(key), 'err', cmsgpack.pack({type = 'Interrupted',
+      message = 'the run was interrupted ' .. rec.ni .. ' times (max_interrupts ' .. (rec.mi or 3) .. ')'}))
+    finish(key, rec, 'failed', now)
+    return
+  end
+  free_slot(key, rec)
+  rec.w = ''
+  set_status(key, rec, 'queued')
+  save_task(key, rec)
+  redis.call('ZADD', ready(rec.q), 'NX', ready_score(rec, 0), key)
+end
+
+-- Every run of a worker that is gone is interrupted; returns how many it had.
+local function release_runs(id, now, counted)
+  local keys = redis.call('SMEMBERS', wruns(id))
+  for _, key in ipairs(keys) do
+    local rec = load_task(key)
+    if rec and rec.w == id and not TERMINAL[rec.s] then interrupt(key, rec, now, counted) end
+  end
+  local wrec = decode(redis.call('HGET', TWORKERS, id) or '')
+  if wrec and wrec.q then
+    for queue, _ in pairs(wrec.q) do redis.call('DEL', wq(id, queue)) end
+  end
+  redis.call('DEL', wruns(id))
+  redis.call('HDEL', TWORKERS, id)
+  return #keys
+end
+
+-- Place the released and queued jobs on the free slots of every live worker.
+local function pull_all(now, limit)
+  local flat, placed = redis.call('HGETALL', TWORKERS), 0
+  for i = 1, #flat, 2 do
+    local wrec = decode(flat[i + 1])
+    if wrec and wrec.q and alive(node_of(flat[i]), now) then
+      placed = placed + pull(flat[i], wrec, now, limit - placed)
+    end
+  end
+  return placed
+end

@@ -1,0 +1,47 @@
+-- task_finish: the owner reports how a run ended; the next state is decided here.
+-- ARG: worker, key, epoch, outcome ('succeeded' | 'failed' | 'timed_out' | 'canceled' |
+--      'skipped' | 'interrupted' | 'shutdown'), value (result msgpack when succeeded, else
+--      the error msgpack {type, message, traceback}), retry in ms (-1: the policy says no
+--      retry; only for failed and timed_out).
+-- Returns {verdict, status, handed}: verdict 'ok' or 'unowned' (the run is not this
+-- worker's any more: nothing was written), the job's status after it, and how many queued
+-- runs were handed to this worker's freed slot.
+-- Invariants: every write is fenced by (worker, epoch); a finished generation never runs
+-- again; an attempt is charged only for a run that ended by itself (failed, timed out);
+-- interruptions count against max_interrupts instead ('shutdown' counts against neither);
+-- a freed slot takes the head of the worker's ready queues at once (handoff, FIFO).
+local worker, key, epoch, outcome, value = ARG[1], ARG[2], tonumber(ARG[3]), ARG[4], ARG[5]
+local retry_in = tonumber(ARG[6])
+local now = now_ms()
+local rec = load_task(key)
+if not rec or rec.w ~= worker or rec.e ~= epoch or TERMINAL[rec.s] then
+  return {'unowned', rec and rec.s or '', 0}
+end
+
+if outcome == 'interrupted' or outcome == 'shutdown' then
+  interrupt(key, rec, now, outcome == 'interrupted')
+elseif outcome == 'succeeded' then
+  record_run(key, rec, outcome, now, '')
+  redis.call('HSET', data(key), 'res', value)
+  finish(key, rec, 'succeeded', now)
+else
+  record_run(key, rec, outcome, now, decode(value))
+  redis.call('HSET', data(key), 'err', value)
+  local retry = (outcome == 'failed' or outcome == 'timed_out') and retry_in >= 0
+    and rec.cf ~= 1 and (rec.ma == 0 or rec.a < rec.ma)
+  if retry then
+    free_slot(key, rec)
+    rec.w, rec.due = '', now + retry_in
+    set_status(key, rec, 'scheduled')
+    save_task(key, rec)
+    redis.call('ZADD', TDELAYED, rec.due, key)
+  else
+    if rec.cf == 1 and outcome ~= 'succeeded' then outcome = 'canceled' end
+    finish(key, rec, outcome, now)
+  end
+end
+
+local handed = 0
+local wrec = decode(redis.call('HGET', TWORKERS, worker) or '')
+if wrec and wrec.q then handed = pull(worker, wrec, now, 8) end
+return {'ok', rec.s, handed}

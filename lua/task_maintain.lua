@@ -1,0 +1,76 @@
+-- task_maintain: what keeps the tasks layer moving without a submit or a finish, run by
+-- every node that uses tasks a few times per worker TTL (and when a due time comes):
+-- interrupts the runs of workers whose node's lease expired and re-places them, places the
+-- scheduled jobs that are due and the queued ones that free slots can take, names the starts
+-- this node's workers were handed but have not taken (their message may be lost), and purges
+-- finished jobs whose keep time passed.
+-- ARG: node, worker ttl ms, limit (placements and purges per call), own worker ids...
+-- Returns {next due ms (-1: none), now ms, flat (key, worker, epoch) starts not taken,
+--   runs interrupted, jobs purged}.
+-- Invariants: a worker's runs move only once its node's lease expired, never on evidence
+-- from a gap in the pool's heartbeats (the core heartbeat's amnesty: after a gap every lease
+-- gets one more TTL); each due job is placed by one caller (the ZREM and the placement are
+-- one step); work per call is bounded by the limit and the number of workers and nodes.
+local node, ttl, limit = ARG[1], tonumber(ARG[2]), tonumber(ARG[3])
+local now = now_ms()
+
+local meta = redis.call('HMGET', META, 'beat', 'amnesty')
+local last, amnesty = tonumber(meta[1]), tonumber(meta[2]) or 0
+local may_reap = last ~= nil and now - last <= ttl / 2 and now >= amnesty
+
+if alive(node, now) then
+  if redis.call('SADD', TNODES, node) == 1 or redis.call('EXISTS', tinbox(node)) == 0 then
+    redis.call('XADD', tinbox(node), '*', 'm', cmsgpack.pack({'hello'}))
+  end
+end
+
+local interrupted = 0
+if may_reap then
+  local flat = redis.call('HGETALL', TWORKERS)
+  for i = 1, #flat, 2 do
+    if not alive(node_of(flat[i]), now) then
+      interrupted = interrupted + release_runs(flat[i], now, true)
+    end
+  end
+  for _, other in ipairs(redis.call('SMEMBERS', TNODES)) do
+    if not redis.call('ZSCORE', LEASES, other) then
+      redis.call('DEL', tinbox(other))
+      redis.call('SREM', TNODES, other)
+    end
+  end
+end
+
+for _, key in ipairs(redis.call('ZRANGEBYSCORE', TDELAYED, '-inf', now, 'LIMIT', 0, limit)) do
+  local rec = load_task(key)
+  if rec and rec.s == 'scheduled' then place(key, rec, now) else redis.call('ZREM', TDELAYED, key) end
+end
+pull_all(now, limit)
+
+local untaken = {}
+for i = 4, #ARG do
+  for _, key in ipairs(redis.call('SMEMBERS', wruns(ARG[i]))) do
+    local rec = load_task(key)
+    if rec and rec.w == ARG[i] and rec.s == 'starting' then
+      untaken[#untaken + 1] = key
+      untaken[#untaken + 1] = ARG[i]
+      untaken[#untaken + 1] = rec.e
+    end
+  end
+end
+
+local purged = 0
+for _, key in ipairs(redis.call('ZRANGEBYSCORE', TDONE, '-inf', now, 'LIMIT', 0, limit)) do
+  local rec = load_task(key)
+  redis.call('ZREM', TDONE, key)
+  if rec == false or (rec and TERMINAL[rec.s]) then
+    if rec then redis.call('ZREM', by_status(rec.s), key) end
+    redis.call('HDEL', TJOBS, key)
+    redis.call('DEL', data(key), runs(key))
+    purged = purged + 1
+  end
+end
+
+local head = redis.call('ZRANGE', TDELAYED, 0, 0, 'WITHSCORES')
+local due = -1
+if head[2] then due = tonumber(head[2]) end
+return {due, now, untaken, interrupted, purged}

@@ -1,0 +1,22 @@
+"""The tasks layer: run-to-completion jobs on the pool (submit, results, retries, timeouts,
+cancel, idempotency, capacity-aware placement), built on the pool's leases and fencing."""
+
+from ._context import RunContext
+from ._handle import JobHandle
+from ._registry import Retry, Task, Tasks
+from ._runner import TaskWorker
+from ._status import ErrorInfo, JobInfo, Page, RunInfo, Status
+
+__all__ = [
+    "ErrorInfo",
+    "JobHandle",
+    "JobInfo",
+    "Page",
+    "Retry",
+    "RunContext",
+    "RunInfo",
+    "Status",
+    "Task",
+    "TaskWorker",
+    "Tasks",
+]

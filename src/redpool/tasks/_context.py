@@ -1,0 +1,62 @@
+"""``RunContext``: what a running task knows about its run, and the calls it makes back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+from structlog.typing import FilteringBoundLogger
+
+from ..errors import InvalidArgumentError
+from ._scripts import Claim, TaskScripts
+
+
+class RunContext:
+    """The first argument of every task: the run's key, attempt and epoch (the fencing token
+    to pass to downstream writes), its labels and tenant, progress and ownership."""
+
+    def __init__(
+        self,
+        claim: Claim,
+        worker_id: str,
+        scripts: TaskScripts,
+        owned: Callable[[], bool],
+        log: FilteringBoundLogger,
+    ) -> None:
+        self.key = claim.key
+        self.generation = claim.generation
+        self.attempt = claim.attempt
+        self.epoch = claim.epoch
+        self.tenant = claim.tenant
+        self.labels: Mapping[str, str] = dict(claim.labels)
+        self.worker_id = worker_id
+        self.log = log.bind(key=claim.key, attempt=claim.attempt, epoch=claim.epoch)
+        self._scripts = scripts
+        self._owned = owned
+
+    def is_owned(self) -> bool:
+        """True while this run is still this worker's: its node's lease holds and no other
+        run of the key may have started."""
+        return self._owned()
+
+    async def progress(
+        self, completed: float, total: float | None = None, details: str | None = None
+    ) -> None:
+        """Record progress (visible in ``info()``); ``completed`` may not exceed ``total``."""
+        if total is not None and completed > total:
+            raise InvalidArgumentError(f"progress {completed} exceeds its total {total}")
+        verdict = await self._scripts.progress(
+            self.worker_id,
+            self.key,
+            self.epoch,
+            completed,
+            -1 if total is None else total,
+            details or "",
+        )
+        if verdict == "unowned":
+            raise asyncio.CancelledError("the run is not this worker's any more")
+
+    async def checkpoint(self) -> None:
+        """A point where the run may be stopped (cancel, timeout): async runs are stopped by
+        cancellation at any await, so this only yields to the loop."""
+        await asyncio.sleep(0)

@@ -1,0 +1,133 @@
+"""``JobHandle``: a task job seen from any node (client-only ones too): its status, info,
+result and runs, waiting for it and canceling it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Generic, TypeVar
+
+from .._codec import CorruptEntryError
+from ..errors import (
+    JobCanceledError,
+    JobFailedError,
+    JobNotFoundError,
+    JobSkippedError,
+    JobTimedOutError,
+    JobUnsuccessfulError,
+    PoolError,
+)
+from ._codec import decode
+from ._runtime import TaskLayer
+from ._status import TERMINAL, JobInfo, RunInfo, Status, decode_info, decode_run
+
+R = TypeVar("R")
+
+# A waiter whose 'done' reply is lost (its inbox was recreated, say) looks again this often.
+RECHECK = 1.0
+
+_ERRORS: dict[Status, type[JobUnsuccessfulError]] = {
+    Status.FAILED: JobFailedError,
+    Status.TIMED_OUT: JobTimedOutError,
+    Status.CANCELED: JobCanceledError,
+    Status.SKIPPED: JobSkippedError,
+}
+
+
+class JobHandle(Generic[R]):
+    """A task job by key; ``existing`` is True when submit returned an earlier job (an
+    idempotency replay or ``if_active="return"``)."""
+
+    def __init__(
+        self, layer: TaskLayer, key: str, result_type: Any = None, existing: bool = False
+    ) -> None:
+        self.key = key
+        self.existing = existing
+        self._layer = layer
+        self._result_type = result_type
+
+    def __repr__(self) -> str:
+        return f"<redpool.JobHandle {self.key!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JobHandle) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    async def status(self) -> Status:
+        return (await self.info()).status
+
+    async def info(self) -> JobInfo:
+        keys = self._layer.keys
+        pipe = self._layer.client.pipeline(transaction=False)
+        pipe.hget(keys.jobs, self.key)
+        pipe.hget(keys.data(self.key), "err")
+        raw, err = await pipe.execute()
+        if raw is None:
+            raise JobNotFoundError(self.key)
+        try:
+            return decode_info(self.key, raw, err)
+        except CorruptEntryError as exc:
+            raise PoolError(f"task job {self.key!r} has a corrupt record: {exc}") from exc
+
+    async def wait(self, timeout: float | None = None) -> JobInfo:
+        """Wait until the job ended (TimeoutError after ``timeout`` seconds: the job is left
+        alone) and return its info. The finishing script replies to this node's tasks inbox;
+        a reply lost on the way is caught by a look every RECHECK seconds."""
+        await self._await_end(timeout)
+        return await self.info()
+
+    async def result(self, timeout: float | None = None) -> R:
+        """The task's return value; JobFailedError, JobTimedOutError, JobCanceledError or
+        JobSkippedError (all JobUnsuccessfulError, with ``.info``) when it has none."""
+        status, value = await self._await_end(timeout)
+        if status == Status.SUCCEEDED:
+            return decode(value, self._result_type)  # type: ignore[no-any-return]
+        raise _ERRORS[status](await self.info())
+
+    async def cancel(self, wait: bool = True, timeout: float | None = None) -> Status:
+        """Cancel the job: a scheduled or queued one at once; a running one stops at its next
+        await. With ``wait``, return once it ended (its code stopped)."""
+        status = await self._layer.scripts.cancel(self.key)
+        if status == "missing":
+            raise JobNotFoundError(self.key)
+        if not wait or Status(status) in TERMINAL:
+            return Status(status)
+        return (await self.wait(timeout)).status
+
+    async def runs(self, limit: int = 20) -> list[RunInfo]:
+        """The job's last finished runs, newest first (interrupted ones included)."""
+        entries = await self._layer.client.xrevrange(self._layer.keys.runs(self.key), count=limit)
+        out: list[RunInfo] = []
+        for _, fields in entries:
+            try:
+                out.append(decode_run(fields[b"r"]))
+            except (CorruptEntryError, KeyError):
+                self._layer.log.warning("corrupt run entry skipped", key=self.key)
+        return out
+
+    async def _await_end(self, timeout: float | None) -> tuple[Status, bytes]:
+        layer = self._layer
+        await layer.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        request, future = layer.waiter()
+        try:
+            outcome = await layer.scripts.wait(self.key, layer.node_id, request)
+            while outcome.state == "waiting":
+                left = RECHECK if deadline is None else min(RECHECK, deadline - time.monotonic())
+                if left <= 0:
+                    raise TimeoutError(f"task job {self.key!r} did not end within {timeout:g}s")
+                await asyncio.wait([future], timeout=left)
+                if future.done():  # woken: look, and wait again if that was not the end
+                    request, future = layer.waiter()
+                    outcome = await layer.scripts.wait(self.key, layer.node_id, request)
+                else:
+                    outcome = await layer.scripts.wait(self.key, layer.node_id, 0)
+        finally:
+            future.cancel()
+        if outcome.state == "missing":
+            raise JobNotFoundError(self.key)
+        if outcome.state == "corrupt":
+            raise PoolError(f"task job {self.key!r} has a corrupt record; delete it by hand")
+        return Status(outcome.status), outcome.value

@@ -1,0 +1,335 @@
+"""The tasks methods of ``redpool.Node`` (a mixin: the node's own module stays about the
+pool core). Each call goes through the node's tasks layer, created on first use."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal, TypeVar, overload
+
+import redis.asyncio as aioredis
+from structlog.typing import FilteringBoundLogger
+
+from .._host import Host
+from .._keys import Keys
+from .._lease import LeaseClock
+from .._options import Options
+from .._redis import Boundary, Outage, public
+from .._validate import check_key
+from ..errors import (
+    IdempotencyConflictError,
+    InvalidArgumentError,
+    JobExistsError,
+    PoolError,
+    QueueFullError,
+)
+from ._codec import encode, fingerprint
+from ._handle import JobHandle
+from ._keys import TaskKeys
+from ._registry import UNSET, Retry, Task, Tasks, seconds
+from ._runner import TaskWorker
+from ._runtime import TaskLayer
+from ._scripts import Submission
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+DAY = 86_400.0
+
+
+class TaskMethods:
+    """Submit task jobs, wait for them, and host task workers (see the README, "Tasks")."""
+
+    id: str
+    log: FilteringBoundLogger
+    _client: aioredis.Redis
+    _keys: Keys
+    _opts: Options
+    _clock: LeaseClock
+    _outage: Outage
+    _host: Host
+    _boundary: Boundary
+    _task_layer: TaskLayer | None = None
+
+    _check_open: Callable[[], None]
+
+    def _layer(self) -> TaskLayer:
+        self._check_open()
+        if self._task_layer is None:
+            layer = TaskLayer(
+                self.id,
+                self._client,
+                TaskKeys(self._keys),
+                self._opts,
+                self._clock,
+                self._outage,
+                self.log,
+            )
+            self._host.fence_hooks.append(layer.fence)
+            self._task_layer = layer
+        return self._task_layer
+
+    async def _started_layer(self) -> TaskLayer:
+        layer = self._layer()
+        await layer.start()
+        return layer
+
+    async def _close_tasks(self) -> None:
+        if self._task_layer is not None:
+            await self._task_layer.close()
+
+    @public
+    async def add_task_worker(
+        self,
+        tasks: Tasks,
+        *,
+        concurrency: int = 10,
+        queues: Mapping[str, int | None] | None = None,
+    ) -> TaskWorker:
+        """Serve ``tasks`` on ``queues`` (queue -> its own cap, None: up to
+        ``concurrency``; default: the registry's default queue), running at most
+        ``concurrency`` jobs at once (checked in Redis when a job is placed)."""
+        if self._opts.client_only:
+            raise PoolError("a client-only node cannot add task workers")
+        if not isinstance(tasks, Tasks):
+            raise InvalidArgumentError(f"tasks must be a redpool.Tasks, got {tasks!r}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidArgumentError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        caps: dict[str, int] = {}
+        for queue, cap in (queues or {tasks.default_queue: None}).items():
+            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+                raise InvalidArgumentError(f"queue cap must be an int >= 1 or None: {cap!r}")
+            caps[check_key(queue)] = -1 if cap is None else cap
+        layer = await self._started_layer()
+        return await layer.add_worker(
+            lambda worker_id: TaskWorker(
+                worker_id,
+                tasks,
+                concurrency,
+                caps,
+                layer.scripts,
+                self._clock.valid,
+                layer.due_in,
+                self.log,
+            )
+        )
+
+    @public
+    async def configure_queue(
+        self, name: str, *, max_running: int | None = None, max_queued: int | None = None
+    ) -> None:
+        """Pool-wide caps of a queue: runs at once, and jobs waiting (QueueFullError beyond);
+        None: no cap. The newer call wins."""
+        for label, value in (("max_running", max_running), ("max_queued", max_queued)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise InvalidArgumentError(f"{label} must be an int >= 0 or None: {value!r}")
+        layer = await self._started_layer()
+        await layer.scripts.configure_queue(
+            check_key(name),
+            -1 if max_running is None else max_running,
+            -1 if max_queued is None else max_queued,
+        )
+
+    @overload
+    async def submit(
+        self,
+        task: Task[P, R],
+        params: P,
+        *,
+        key: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        timeout: float | timedelta | None = UNSET,
+        retry: Retry | None = UNSET,
+        idempotency_key: str | None = None,
+        idempotency_ttl: float | timedelta | None = None,
+        if_active: Literal["reject", "return"] = "reject",
+        tenant: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> JobHandle[R]: ...
+
+    @overload
+    async def submit(
+        self,
+        task: str,
+        params: Any = None,
+        *,
+        key: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        timeout: float | timedelta | None = UNSET,
+        retry: Retry | None = UNSET,
+        idempotency_key: str | None = None,
+        idempotency_ttl: float | timedelta | None = None,
+        if_active: Literal["reject", "return"] = "reject",
+        tenant: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> JobHandle[Any]: ...
+
+    async def submit(
+        self,
+        task: Task[Any, Any] | str,
+        params: Any = None,
+        *,
+        key: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        timeout: float | timedelta | None = UNSET,
+        retry: Retry | None = UNSET,
+        idempotency_key: str | None = None,
+        idempotency_ttl: float | timedelta | None = None,
+        if_active: Literal["reject", "return"] = "reject",
+        tenant: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> JobHandle[Any]:
+        """Submit a task job and return its handle once admitted (it may not have started).
+        ``key`` (default: a fresh one) is a singleton slot: while a job of that key is
+        active, ``if_active="reject"`` raises JobExistsError (with ``.handle``) and
+        ``"return"`` returns the active job's handle. Options resolve here, once: submit >
+        task > registry, and are stored with the job."""
+        return await self._submit(
+            task, params, key=key, queue=queue, priority=priority, delay=delay, at=at,
+            timeout=timeout, retry=retry, idempotency_key=idempotency_key,
+            idempotency_ttl=idempotency_ttl, if_active=if_active, tenant=tenant, labels=labels,
+        )  # fmt: skip
+
+    @public
+    async def _submit(
+        self,
+        task: Task[Any, Any] | str,
+        params: Any = None,
+        *,
+        key: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        timeout: float | timedelta | None = UNSET,
+        retry: Retry | None = UNSET,
+        idempotency_key: str | None = None,
+        idempotency_ttl: float | timedelta | None = None,
+        if_active: Literal["reject", "return"] = "reject",
+        tenant: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> JobHandle[Any]:
+        layer = await self._started_layer()
+        job, result_type = _submission(
+            task, params, key, queue, priority, delay, at, timeout, retry,
+            idempotency_key, idempotency_ttl, if_active, tenant, labels,
+        )  # fmt: skip
+        admission = await layer.scripts.submit(job)
+        if admission.outcome == "conflict":
+            raise IdempotencyConflictError(job.idempotency_key, admission.key)
+        if admission.outcome == "full":
+            raise QueueFullError(
+                f"queue {job.queue!r} has max_queued jobs waiting; retry later or raise it "
+                "with configure_queue()"
+            )
+        handle: JobHandle[Any] = JobHandle(
+            layer, admission.key, result_type, admission.outcome != "ok"
+        )
+        if admission.outcome == "exists":
+            raise JobExistsError(job.key, handle)
+        if admission.outcome == "ok" and job.delay_ms >= 0:
+            layer.due_in(job.delay_ms / 1000)
+        return handle
+
+    @public
+    async def submit_many(
+        self, jobs: list[tuple[Task[Any, Any] | str, Any]]
+    ) -> list[JobHandle[Any]]:
+        """Submit ``(task, params)`` pairs, each with a fresh key."""
+        return [await self.submit(task, params) for task, params in jobs]
+
+    async def run(self, task: Task[P, R], params: P, *, timeout: float | None = None) -> R:
+        """Submit and return the result (RPC style); see ``JobHandle.result``."""
+        handle = await self.submit(task, params)
+        return await handle.result(timeout)
+
+    def job(self, key: str) -> JobHandle[Any]:
+        """A handle to the task job ``key`` (no I/O; JobNotFoundError when used, if none)."""
+        return JobHandle(self._layer(), check_key(key))
+
+
+def _submission(
+    task: Task[Any, Any] | str,
+    params: Any,
+    key: str | None,
+    queue: str | None,
+    priority: int,
+    delay: float | timedelta | None,
+    at: datetime | None,
+    timeout: float | timedelta | None,
+    retry: Retry | None,
+    idempotency_key: str | None,
+    idempotency_ttl: float | timedelta | None,
+    if_active: str,
+    tenant: str | None,
+    labels: Mapping[str, str] | None,
+) -> tuple[Submission, Any]:
+    """The stored form of a submit: options resolved once (submit > task > registry)."""
+    if isinstance(task, Task):
+        name, default_queue, result_type = task.name, task.queue, task.result_type
+        task_timeout, task_retry = task.timeout, task.retry
+    elif isinstance(task, str) and task:
+        name, default_queue, result_type = task, "default", None
+        task_timeout, task_retry = None, Retry()
+    else:
+        raise InvalidArgumentError(f"task must be a Task or a task name, got {task!r}")
+    if if_active not in ("reject", "return"):
+        raise InvalidArgumentError(f"if_active must be 'reject' or 'return', got {if_active!r}")
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
+        raise InvalidArgumentError(f"priority must be an int 0..9, got {priority!r}")
+    if retry is not UNSET and retry is not None:
+        if not isinstance(retry, Retry):
+            raise InvalidArgumentError(f"retry must be a redpool.Retry, got {retry!r}")
+        if retry.retry is not None:
+            raise InvalidArgumentError(
+                "a retry predicate is code: give it in the task's definition, not at submit"
+            )
+    policy = task_retry if retry is UNSET or retry is None else retry
+    run_timeout = task_timeout if timeout is UNSET else seconds(timeout, "timeout")
+    delay_s = seconds(delay, "delay") if delay else None
+    if at is not None:
+        if not isinstance(at, datetime) or at.tzinfo is None:
+            raise InvalidArgumentError(f"at must be an aware datetime, got {at!r}")
+        delay_s = max(0.0, (at - datetime.now(timezone.utc)).total_seconds())
+    if labels is not None and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise InvalidArgumentError("labels must map str to str")
+    payload = encode(params, "params")
+    options: dict[str, Any] = {
+        "to": 0 if run_timeout is None else round(run_timeout * 1000),
+        "ma": policy.max_attempts or 0,
+        "mi": 3,
+        "rs": policy.wait_spec(),
+        "kp": round(DAY * 1000),
+        "kf": round(7 * DAY * 1000),
+        "pri": priority,
+        "tn": tenant or "",
+        "lb": dict(labels or {}),
+    }
+    ttl = seconds(idempotency_ttl, "idempotency_ttl") or DAY
+    job = Submission(
+        key=check_key(key) if key is not None else f"task:{uuid.uuid4().hex}",
+        task=name,
+        queue=check_key(queue or default_queue),
+        params=payload,
+        options=options,
+        delay_ms=-1 if delay_s is None else round(delay_s * 1000),
+        idempotency_key=check_key(idempotency_key) if idempotency_key else "",
+        fingerprint=fingerprint(name, payload),
+        idempotency_ttl_ms=round(ttl * 1000),
+        if_active=if_active,
+    )
+    return job, result_type

@@ -1,0 +1,193 @@
+"""Task definitions: the ``Tasks`` registry, its ``Task`` objects and their options, and the
+``Retry`` policy (tenacity's own wait strategies and retry predicates)."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
+
+import tenacity
+
+from ..errors import InvalidArgumentError, UnknownTaskError
+
+if TYPE_CHECKING:
+    from ._context import RunContext
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+# Wait strategies a submit may carry: stored by class name and numeric fields, since the
+# worker that runs the job may not share the submitter's objects (no pickle).
+_WAITS = frozenset(
+    {
+        "wait_none",
+        "wait_fixed",
+        "wait_exponential",
+        "wait_exponential_jitter",
+        "wait_random",
+        "wait_random_exponential",
+    }
+)
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+def seconds(value: float | timedelta | None, name: str) -> float | None:
+    """Seconds from ``value`` (None stays None); InvalidArgumentError if not > 0."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidArgumentError(f"{name} must be seconds > 0, a timedelta or None: {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How often and when a failed task runs again. ``max_attempts`` counts runs in all
+    (1: no retry; None: until success); ``wait`` is a tenacity wait strategy (the delay
+    before each retry, due on the Redis clock); ``retry`` a tenacity retry predicate that
+    filters exceptions (only in a task's definition: it is code, and is not stored)."""
+
+    max_attempts: int | None = 1
+    wait: tenacity.wait.wait_base | None = None
+    retry: tenacity.retry_base | None = None
+
+    def __post_init__(self) -> None:
+        n = self.max_attempts
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise InvalidArgumentError(f"max_attempts must be an int >= 1 or None, got {n!r}")
+        if self.wait is not None and type(self.wait).__name__ not in _WAITS:
+            raise InvalidArgumentError(
+                f"Retry wait must be one of tenacity's {', '.join(sorted(_WAITS))}, "
+                f"got {self.wait!r}"
+            )
+
+    def wait_spec(self) -> dict[str, Any]:
+        """The wait strategy as stored in the job record."""
+        if self.wait is None:
+            return {}
+        fields = {k: v for k, v in vars(self.wait).items() if isinstance(v, (int, float))}
+        return {"k": type(self.wait).__name__, "a": fields}
+
+
+def wait_seconds(spec: dict[str, Any], attempt: int) -> float:
+    """The delay before the run after ``attempt`` (1-based), from a stored wait spec."""
+    name = spec.get("k") if isinstance(spec, dict) else None
+    if name not in _WAITS:
+        return 0.0
+    strategy = object.__new__(getattr(tenacity, str(name)))
+    vars(strategy).update(spec.get("a") or {})
+    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = attempt
+    return max(0.0, float(strategy(state)))
+
+
+@dataclass(frozen=True)
+class Task(Generic[P, R]):
+    """A registered task: call it with ``node.submit(task, params)``."""
+
+    name: str
+    fn: Callable[..., Any]
+    queue: str
+    timeout: float | None
+    retry: Retry
+    description: str
+    params_type: Any
+    result_type: Any
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+
+class TaskDecorator(Protocol):
+    @overload
+    def __call__(self, fn: Callable[[RunContext, P], Awaitable[R]]) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[[RunContext, P], R]) -> Task[P, R]: ...
+
+
+def _types(fn: Callable[..., Any]) -> tuple[Any, Any]:
+    """The params and result types from ``fn``'s annotations (None where absent)."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable forward references: decode to plain values
+        return None, None
+    names = list(inspect.signature(fn).parameters)
+    params = hints.get(names[1]) if len(names) > 1 else None
+    return params, hints.get("return")
+
+
+class Tasks:
+    """A registry of tasks: a plain object (no globals) that workers serve and clients
+    submit from. Its defaults apply to tasks that set no value of their own."""
+
+    def __init__(
+        self,
+        default_queue: str = "default",
+        *,
+        timeout: float | timedelta | None = None,
+        retry: Retry | None = None,
+    ) -> None:
+        self.default_queue = default_queue
+        self.timeout = seconds(timeout, "timeout")
+        self.retry = retry or Retry()
+        self._tasks: dict[str, Task[Any, Any]] = {}
+
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        timeout: float | timedelta | None = UNSET,
+        retry: Retry | None = UNSET,
+        description: str | None = None,
+    ) -> TaskDecorator:
+        """Register the decorated ``async def fn(run: RunContext, params) -> result`` (or a
+        plain ``def``, which runs in a thread)."""
+
+        def register(fn: Callable[..., Any]) -> Task[Any, Any]:
+            if not callable(fn) or len(inspect.signature(fn).parameters) < 1:
+                raise InvalidArgumentError("a task takes (run: RunContext, params)")
+            task_name = name or f"{fn.__module__}.{fn.__qualname__}"
+            if task_name in self._tasks:
+                raise InvalidArgumentError(f"a task named {task_name!r} is registered already")
+            params_type, result_type = _types(fn)
+            task: Task[Any, Any] = Task(
+                name=task_name,
+                fn=fn,
+                queue=queue or self.default_queue,
+                timeout=self.timeout if timeout is UNSET else seconds(timeout, "timeout"),
+                retry=self.retry if retry is UNSET or retry is None else retry,
+                description=description or inspect.getdoc(fn) or "",
+                params_type=params_type,
+                result_type=result_type,
+            )
+            self._tasks[task_name] = task
+            return task
+
+        return typing.cast(TaskDecorator, register)
+
+    def get(self, name: str) -> Task[Any, Any]:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise UnknownTaskError(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def names(self) -> list[str]:
+        return sorted(self._tasks)

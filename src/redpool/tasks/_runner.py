@@ -1,0 +1,207 @@
+"""A task worker: runs the jobs Redis hands it (never more than its slots: placement checks
+them in Redis), with real timeouts and cancels (asyncio cancellation), and reports how each
+run ended. Every report is fenced by (worker, epoch) in its script."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import tenacity
+from structlog.typing import FilteringBoundLogger
+
+from .._redis import retry_transient
+from ..errors import Fail, RetryLater, Skip, UnknownTaskError
+from ._codec import decode, encode
+from ._context import RunContext
+from ._registry import Task, Tasks, wait_seconds
+from ._scripts import Claim, TaskScripts
+
+MAX_RESULT_SIZE = 1024 * 1024
+REPORT_DEADLINE = 30.0  # a report retried this long through an outage; the lease decides after
+
+
+@dataclass
+class _Run:
+    epoch: int
+    task: asyncio.Task[None] | None = None
+    stop: str = ""  # why we cancel it: canceled | timed_out | interrupted | shutdown
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class TaskWorker:
+    """Runs the tasks of one registry for the queues it serves (``node.add_task_worker``)."""
+
+    def __init__(
+        self,
+        worker_id: str,
+        tasks: Tasks,
+        concurrency: int,
+        queues: dict[str, int],
+        scripts: TaskScripts,
+        lease_valid: Callable[[], bool],
+        on_retry: Callable[[float], None],
+        log: FilteringBoundLogger,
+    ) -> None:
+        self.id = worker_id
+        self.tasks = tasks
+        self.concurrency = concurrency
+        self.queues = queues
+        self._scripts = scripts
+        self._lease_valid = lease_valid
+        self._on_retry = on_retry
+        self.log = log.bind(worker=worker_id)
+        self._runs: dict[str, _Run] = {}
+
+    def __repr__(self) -> str:
+        return f"<redpool.TaskWorker {self.id} running={len(self._runs)}>"
+
+    def running(self) -> list[str]:
+        """Keys of the runs under way here."""
+        return list(self._runs)
+
+    async def take(self, starts: Sequence[tuple[str, int]]) -> None:
+        """Claim the runs handed to this worker and start them."""
+        fresh = [(k, e) for k, e in starts if k not in self._runs or self._runs[k].epoch != e]
+        if not fresh or not self._lease_valid():
+            return
+        for key, epoch in fresh:
+            self._runs.setdefault(key, _Run(epoch))  # a duplicate start is ignored meanwhile
+        try:
+            claims = await self._scripts.claim(self.id, fresh)
+        finally:
+            for key, epoch in fresh:
+                run = self._runs.get(key)
+                if run is not None and run.epoch == epoch and run.task is None:
+                    del self._runs[key]
+        for claim in claims:
+            if claim is not None:
+                run = _Run(claim.epoch)
+                self._runs[claim.key] = run
+                run.task = asyncio.create_task(self._execute(claim, run), name=claim.key)
+                if claim.cancel_requested:
+                    self.stop(claim.key, claim.epoch, "canceled")
+
+    def stop(self, key: str, epoch: int | None, reason: str) -> None:
+        """Cancel the run of ``key`` (of ``epoch``, when given): the code stops at its next
+        await; its report says ``reason``."""
+        run = self._runs.get(key)
+        if run is None or run.task is None or (epoch is not None and run.epoch != epoch):
+            return
+        run.stop = run.stop or reason
+        run.task.cancel()
+
+    def stop_all(self, reason: str) -> list[asyncio.Event]:
+        for key in list(self._runs):
+            self.stop(key, None, reason)
+        return [run.done for run in self._runs.values()]
+
+    async def _execute(self, claim: Claim, run: _Run) -> None:
+        try:
+            outcome, value, retry_ms = await self._outcome(claim, run)
+            await self._report(claim, outcome, value, retry_ms)
+        finally:
+            if self._runs.get(claim.key) is run:
+                del self._runs[claim.key]
+            run.done.set()
+
+    async def _outcome(self, claim: Claim, run: _Run) -> tuple[str, bytes, int]:
+        """(outcome, result or error, retry in ms or -1) of one run."""
+        try:
+            task = self.tasks.get(claim.task)
+            params = decode(claim.params, task.params_type)
+        except (UnknownTaskError, Exception) as exc:  # not retryable: no run fixes it
+            return "failed", _error(exc), -1
+        ctx = RunContext(claim, self.id, self._scripts, self._owns(claim), self.log)
+        timer = None
+        if claim.timeout_ms > 0:  # a timeout is a stop of its own cause, not "elapsed > t"
+            timer = asyncio.get_running_loop().call_later(
+                claim.timeout_ms / 1000, self.stop, claim.key, claim.epoch, "timed_out"
+            )
+        try:
+            result = await self._call(task, ctx, params)
+        except asyncio.CancelledError:
+            if not run.stop:
+                raise  # not ours: the worker itself is being torn down
+            if run.stop == "timed_out":
+                expired = TimeoutError(f"timed out after {claim.timeout_ms / 1000:g}s")
+                return "timed_out", _error(expired), self._retry(task, claim, expired)
+            return run.stop, b"", -1
+        except Skip as exc:
+            return "skipped", _error(exc), -1
+        except Fail as exc:
+            return "failed", _error(exc), -1
+        except RetryLater as exc:
+            return "failed", _error(exc), round(exc.delay * 1000)
+        except Exception as exc:
+            return "failed", _error(exc), self._retry(task, claim, exc)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if run.stop:  # the code returned although it was told to stop
+            return run.stop, b"", -1
+        try:
+            value = encode(result, f"the result of {claim.task}")
+        except Exception as exc:
+            return "failed", _error(exc), -1
+        if len(value) > MAX_RESULT_SIZE:
+            too_big = ValueError(f"result of {len(value)} bytes exceeds {MAX_RESULT_SIZE}")
+            return "failed", _error(too_big), -1
+        return "succeeded", value, -1
+
+    async def _call(self, task: Task[Any, Any], ctx: RunContext, params: Any) -> Any:
+        if task.is_async:
+            return await task.fn(ctx, params)
+        # Plain functions run in a thread: a timeout or cancel stops waiting for them, but
+        # cannot stop their code (cooperative; see the README).
+        return await asyncio.to_thread(task.fn, ctx, params)
+
+    def _retry(self, task: Task[Any, Any], claim: Claim, exc: BaseException) -> int:
+        """Retry delay ms by the task's predicate and the stored wait (-1: do not retry;
+        whether attempts are left is the script's call, from the stored max_attempts)."""
+        predicate = task.retry.retry
+        if predicate is not None:
+            state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+            state.attempt_number = claim.attempt
+            state.set_exception((type(exc), exc, exc.__traceback__))
+            if not predicate(state):
+                return -1
+        spec = msgpack.unpackb(claim.retry_spec) if claim.retry_spec else {}
+        return round(wait_seconds(spec if isinstance(spec, dict) else {}, claim.attempt) * 1000)
+
+    def _owns(self, claim: Claim) -> Callable[[], bool]:
+        def owned() -> bool:
+            run = self._runs.get(claim.key)
+            return self._lease_valid() and run is not None and run.epoch == claim.epoch
+
+        return owned
+
+    async def _report(self, claim: Claim, outcome: str, value: bytes, retry_ms: int) -> None:
+        try:
+            verdict, status = await retry_transient(
+                lambda: self._scripts.finish(
+                    self.id, claim.key, claim.epoch, outcome, value, retry_ms
+                ),
+                time.monotonic() + REPORT_DEADLINE,
+                f"reporting task job {claim.key!r}",
+            )
+        except Exception as exc:
+            # The lease decides: if it expires, the run is interrupted and placed again.
+            self.log.warning("could not report a run", key=claim.key, error=repr(exc))
+            return
+        if verdict == "unowned":
+            self.log.info("run was not this worker's any more", key=claim.key)
+        elif status == "scheduled":
+            self._on_retry(max(0.0, retry_ms / 1000))
+
+
+def _error(exc: BaseException, message: str | None = None) -> bytes:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8192:]
+    return encode(
+        {"type": type(exc).__name__, "message": message or str(exc), "tb": tb}, "an error"
+    )

@@ -1,0 +1,190 @@
+"""A node's tasks layer: its tasks inbox (starts and cancels for its task workers, replies
+to its waiters), and the upkeep loop that re-places the runs of dead workers, fires due
+jobs and purges finished ones. Created on a node's first tasks call."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+import redis.asyncio as aioredis
+from structlog.typing import FilteringBoundLogger
+
+from .._lease import LeaseClock
+from .._options import Options
+from .._redis import Outage, reader_client, reader_timeout
+from .._tasks import cancel, supervise, wait_or_timeout
+from ._keys import TaskKeys
+from ._runner import TaskWorker
+from ._scripts import TaskScripts
+
+UPKEEP_LIMIT = 100  # placements and purges per upkeep call
+DRAIN_GRACE = 5.0  # how long close() lets canceled runs report
+
+
+class TaskLayer:
+    def __init__(
+        self,
+        node_id: str,
+        client: aioredis.Redis,
+        keys: TaskKeys,
+        options: Options,
+        clock: LeaseClock,
+        outage: Outage,
+        log: FilteringBoundLogger,
+    ) -> None:
+        self.node_id = node_id
+        self.client = client
+        self.keys = keys
+        self.scripts = TaskScripts(client, keys)
+        self.opts = options
+        self.clock = clock
+        self.log = log
+        self._outage = outage
+        self.workers: dict[str, TaskWorker] = {}
+        self._seq = itertools.count(1)
+        self._requests = itertools.count(1)
+        self._waiters: dict[int, asyncio.Future[str]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self._reader: aioredis.Redis | None = None
+        self._cursor = "0-0"
+        self._wake = asyncio.Event()
+        self._due_at: float | None = None  # monotonic time of the earliest known due job
+        self._started = False
+
+    async def start(self) -> None:
+        """Create this node's tasks inbox (first upkeep) and start reading it."""
+        if self._started:
+            return
+        self._started = True
+        await self.upkeep()
+        self._reader = reader_client(self.client, self.opts.job_sink_block)
+        self._loops.append(supervise("tasks-inbox", self._read, self._outage))
+        self._loops.append(supervise("tasks-upkeep", self._upkeep_step, self._outage))
+
+    def fence(self) -> None:
+        """The node's lease may expire for the others: stop every run here now. Their reports
+        go through only if the records still name them (the lease held after all)."""
+        for worker in self.workers.values():
+            worker.stop_all("interrupted")
+
+    async def close(self) -> None:
+        for worker in list(self.workers.values()):
+            await self.remove_worker(worker)
+        await cancel(self._loops)
+        self._loops.clear()
+        for waiter in self._waiters.values():
+            waiter.cancel()
+        if self._reader is not None:
+            await self._reader.aclose()
+
+    # -- workers ----------------------------------------------------------------------------
+
+    async def add_worker(self, make: Callable[[str], TaskWorker]) -> TaskWorker:
+        worker = make(f"{self.node_id}.t{next(self._seq)}")
+        self.workers[worker.id] = worker
+        handed = await self.scripts.join(worker.id, worker.concurrency, worker.queues)
+        if handed < 0:
+            del self.workers[worker.id]
+            raise RuntimeError("the node's lease is gone; it rejoins at its next heartbeat")
+        return worker
+
+    async def remove_worker(self, worker: TaskWorker) -> None:
+        """Stop its runs (they go back to their queues without charging an attempt), then
+        deregister it."""
+        done = worker.stop_all("shutdown")
+        if done:
+            await asyncio.wait([asyncio.ensure_future(d.wait()) for d in done], timeout=DRAIN_GRACE)
+        await self.scripts.leave(worker.id)
+        self.workers.pop(worker.id, None)
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    def waiter(self) -> tuple[int, asyncio.Future[str]]:
+        """A request id and the future a 'done' reply to it resolves."""
+        request = next(self._requests)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiters[request] = future
+        future.add_done_callback(lambda _: self._waiters.pop(request, None))
+        return request, future
+
+    def due_in(self, delay: float) -> None:
+        """A job is due in ``delay`` seconds: run the upkeep then (on this node too)."""
+        at = time.monotonic() + delay
+        if self._due_at is None or at < self._due_at:
+            self._due_at = at
+            self._wake.set()
+
+    # -- loops ------------------------------------------------------------------------------
+
+    async def upkeep(self) -> None:
+        upkeep = await self.scripts.maintain(
+            self.node_id, self.opts.ttl_ms, UPKEEP_LIMIT, list(self.workers)
+        )
+        if upkeep.interrupted:
+            self.log.info("interrupted the runs of dead task workers", runs=upkeep.interrupted)
+        self._due_at = (
+            None
+            if upkeep.next_due_ms < 0
+            else time.monotonic() + max(0, upkeep.next_due_ms - upkeep.now_ms) / 1000
+        )
+        by_worker: dict[str, list[tuple[str, int]]] = {}
+        for key, worker_id, epoch in upkeep.untaken:
+            by_worker.setdefault(worker_id, []).append((key, epoch))
+        for worker_id, starts in by_worker.items():
+            if worker_id in self.workers:
+                await self.workers[worker_id].take(starts)
+
+    async def _upkeep_step(self) -> None:
+        delay = self.opts.heartbeat_interval
+        if self._due_at is not None:
+            delay = min(delay, max(0.0, self._due_at - time.monotonic()))
+        await wait_or_timeout(self._wake, delay)
+        await self.upkeep()
+
+    async def _read(self) -> None:
+        assert self._reader is not None
+        block = self.opts.job_sink_block
+        reply = await asyncio.wait_for(
+            self._reader.xread(
+                {self.keys.inbox(self.node_id): self._cursor}, count=500, block=int(block * 1000)
+            ),
+            reader_timeout(block),
+        )
+        if not reply:
+            return
+        entries = reply[0][1]
+        self._cursor = entries[-1][0].decode()
+        await self._dispatch([_message(fields) for _, fields in entries])
+        await self.client.xtrim(self.keys.inbox(self.node_id), minid=self._cursor)
+
+    async def _dispatch(self, messages: list[list[Any]]) -> None:
+        starts: dict[str, list[tuple[str, int]]] = {}
+        for msg in messages:
+            kind = msg[0] if msg else None
+            if kind == "start" and len(msg) == 4:
+                starts.setdefault(str(msg[2]), []).append((str(msg[1]), int(msg[3])))
+            elif kind == "cancel" and len(msg) == 4 and str(msg[2]) in self.workers:
+                self.workers[str(msg[2])].stop(str(msg[1]), int(msg[3]), "canceled")
+            elif kind == "done" and len(msg) == 4:
+                future = self._waiters.get(int(msg[1]))
+                if future is not None and not future.done():
+                    future.set_result(str(msg[3]))
+            elif kind != "hello":
+                self.log.warning("unknown tasks inbox message skipped", message=repr(msg))
+        jobs: list[Awaitable[None]] = [
+            self.workers[w].take(s) for w, s in starts.items() if w in self.workers
+        ]
+        await asyncio.gather(*jobs)
+
+
+def _message(fields: dict[bytes, bytes]) -> list[Any]:
+    try:
+        msg = msgpack.unpackb(fields[b"m"], raw=False)
+    except Exception:  # garbage written by hand: skipped (logged by the caller)
+        return ["corrupt"]
+    return msg if isinstance(msg, list) else ["corrupt"]

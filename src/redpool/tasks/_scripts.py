@@ -1,0 +1,201 @@
+"""Typed calls of the tasks layer's Lua scripts (``lua/task_*.lua`` behind
+``lua/_tasks_prelude.lua``), run like the core's: EVALSHA, never sent twice."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import msgpack
+import redis.asyncio as aioredis
+
+from .._codec import text
+from .._scripts import ScriptRunner, load_sources
+from ._keys import TaskKeys
+
+_NAMES = (
+    "task_cancel",
+    "task_claim",
+    "task_configure_queue",
+    "task_finish",
+    "task_join",
+    "task_leave",
+    "task_maintain",
+    "task_progress",
+    "task_submit",
+    "task_wait",
+)
+
+
+@cache
+def _sources() -> dict[str, str]:
+    return load_sources("_tasks_prelude", _NAMES)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One job for task_submit, its options resolved (submit > task > registry)."""
+
+    key: str
+    task: str
+    queue: str
+    params: bytes
+    options: dict[str, Any]  # to, ma, mi, rs, kp, kf, pri, tn, lb (lua/_tasks_prelude.lua)
+    delay_ms: int  # -1: due now
+    idempotency_key: str
+    fingerprint: str
+    idempotency_ttl_ms: int
+    if_active: str
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """task_submit's answer: ``outcome`` is ok, exists, active, idem, conflict or full."""
+
+    outcome: str
+    key: str
+    generation: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A run a worker took (task_claim)."""
+
+    key: str
+    epoch: int
+    task: str
+    params: bytes
+    attempt: int
+    timeout_ms: int
+    retry_spec: bytes
+    generation: int
+    tenant: str | None
+    labels: dict[str, str]
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the job looked like to task_wait: ``state`` missing, corrupt, done or waiting."""
+
+    state: str
+    status: str = ""
+    generation: int = 0
+    value: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Upkeep:
+    """task_maintain's answer."""
+
+    next_due_ms: int  # -1: nothing scheduled
+    now_ms: int
+    untaken: list[tuple[str, str, int]]  # (key, worker, epoch) handed out, not yet claimed
+    interrupted: int
+    purged: int
+
+
+class TaskScripts(ScriptRunner):
+    def __init__(self, client: aioredis.Redis, keys: TaskKeys) -> None:
+        super().__init__(client, keys.script_keys(), keys.script_templates(), _sources())
+
+    async def submit(self, job: Submission) -> Admission:
+        res = await self._run(
+            "task_submit",
+            [
+                job.key,
+                job.task,
+                job.queue,
+                job.params,
+                msgpack.packb(job.options),
+                job.delay_ms,
+                job.idempotency_key,
+                job.fingerprint,
+                job.idempotency_ttl_ms,
+                job.if_active,
+            ],
+        )
+        outcome = text(res[0])
+        if outcome == "idem":
+            return Admission(outcome, text(res[1]), int(res[2]), text(res[3]))
+        if outcome == "conflict":
+            return Admission(outcome, text(res[1]), 0, "")
+        if outcome == "full":
+            return Admission(outcome, job.key, 0, "")
+        return Admission(outcome, job.key, int(res[1]), text(res[2]))
+
+    async def claim(self, worker: str, starts: Sequence[tuple[str, int]]) -> list[Claim | None]:
+        args: list[str | int] = [worker]
+        for key, epoch in starts:
+            args += [key, epoch]
+        out: list[Claim | None] = []
+        for (key, epoch), item in zip(starts, await self._run("task_claim", args), strict=True):
+            if item == 0:
+                out.append(None)
+                continue
+            task, params, attempt, timeout, spec, gen, tenant, labels, cancel = item
+            out.append(
+                Claim(
+                    key,
+                    epoch,
+                    text(task),
+                    bytes(params),
+                    int(attempt),
+                    int(timeout),
+                    bytes(spec),
+                    int(gen),
+                    text(tenant) or None,
+                    dict(msgpack.unpackb(bytes(labels))),
+                    bool(int(cancel)),
+                )
+            )
+        return out
+
+    async def finish(
+        self, worker: str, key: str, epoch: int, outcome: str, value: bytes, retry_in_ms: int
+    ) -> tuple[str, str]:
+        """(verdict 'ok' | 'unowned', the job's status after the report)."""
+        res = await self._run("task_finish", [worker, key, epoch, outcome, value, retry_in_ms])
+        return text(res[0]), text(res[1])
+
+    async def wait(self, key: str, node: str, request: int) -> Outcome:
+        res = await self._run("task_wait", [key, node, request])
+        state = text(res[0])
+        if state == "done":
+            return Outcome(state, text(res[1]), int(res[2]), bytes(res[3]))
+        if state == "waiting":
+            return Outcome(state, text(res[1]), int(res[2]))
+        return Outcome(state)
+
+    async def cancel(self, key: str) -> str:
+        """The status after the call ('missing' when there is no such job)."""
+        return text((await self._run("task_cancel", [key]))[0])
+
+    async def join(self, worker: str, concurrency: int, queues: dict[str, int]) -> int:
+        """Runs handed to the worker at once; -1 when its node holds no lease."""
+        return int(await self._run("task_join", [worker, concurrency, msgpack.packb(queues)]))
+
+    async def leave(self, worker: str) -> int:
+        return int(await self._run("task_leave", [worker]))
+
+    async def configure_queue(self, queue: str, max_running: int, max_queued: int) -> None:
+        await self._run("task_configure_queue", [queue, max_running, max_queued])
+
+    async def maintain(self, node: str, ttl_ms: int, limit: int, workers: Sequence[str]) -> Upkeep:
+        due, now, flat, interrupted, purged = await self._run(
+            "task_maintain", [node, ttl_ms, limit, *workers]
+        )
+        untaken = [
+            (text(flat[i]), text(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)
+        ]
+        return Upkeep(int(due), int(now), untaken, int(interrupted), int(purged))
+
+    async def progress(
+        self, worker: str, key: str, epoch: int, completed: float, total: float, details: str
+    ) -> str:
+        """'ok', 'invalid' (completed > total) or 'unowned'."""
+        args: list[str | int] = [worker, key, epoch, repr(completed), repr(total), details]
+        return text(await self._run("task_progress", args))

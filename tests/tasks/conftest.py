@@ -1,0 +1,77 @@
+"""Fixtures of the tasks tests: task worker processes on the test's pool."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.procs import ROOT
+
+
+class TaskWorkerProc:
+    def __init__(self, proc: asyncio.subprocess.Process, node_id: str) -> None:
+        self.proc = proc
+        self.node_id = node_id
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            await asyncio.wait_for(self.proc.wait(), 20)
+
+
+@pytest.fixture
+def task_events(tmp_path: Path) -> Path:
+    return tmp_path / "task-events.log"
+
+
+@pytest.fixture
+async def task_workers(
+    redis_url: str, pool_name: str, task_events: Path
+) -> AsyncIterator[Callable[..., Awaitable[TaskWorkerProc]]]:
+    """Start task worker processes (tests/tasks/worker_proc.py); killed at the end."""
+    started: list[TaskWorkerProc] = []
+
+    async def start(concurrency: int = 4, *queues: str) -> TaskWorkerProc:
+        env = {**os.environ, "REDPOOL_TASK_EVENTS": str(task_events)}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.tasks.worker_proc",
+            redis_url,
+            pool_name,
+            str(concurrency),
+            *queues,
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        line: list[str] = []
+        while not line or line[0] != "ready":
+            raw = await asyncio.wait_for(proc.stdout.readline(), 20)
+            assert raw, "task worker did not start"
+            line = raw.decode().split()
+        worker = TaskWorkerProc(proc, line[1])
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.proc.returncode is None:
+            worker.kill()
+            await worker.proc.wait()
+
+
+def read_events(path: Path) -> list[list[str]]:
+    """The runs' event lines, split: [ns, pid, what, key, attempt, epoch]."""
+    if not path.exists():
+        return []
+    return [line.split() for line in path.read_text().splitlines() if line]

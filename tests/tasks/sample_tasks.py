@@ -1,0 +1,105 @@
+"""Tasks the tests run in worker processes (tests/tasks/worker_proc.py) and submit from the
+test process. Runs append ``<monotonic ns> <pid> start|end|stopped <key> <attempt> <epoch>``
+to the file named by $REDPOOL_TASK_EVENTS with one O_APPEND write each."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import tenacity
+
+import redpool
+from redpool import Retry, RunContext
+
+tasks = redpool.Tasks()
+
+
+def record(run: RunContext, what: str) -> None:
+    path = os.environ.get("REDPOOL_TASK_EVENTS")
+    if not path:
+        return
+    line = f"{time.monotonic_ns()} {os.getpid()} {what} {run.key} {run.attempt} {run.epoch}\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class AddParams:
+    a: int
+    b: int
+
+
+@dataclass
+class AddResult:
+    total: int
+    worker: str
+
+
+@tasks.task(name="add")
+async def add(run: RunContext, params: AddParams) -> AddResult:
+    """Add two numbers."""
+    return AddResult(params.a + params.b, run.worker_id)
+
+
+@tasks.task(name="sleep")
+async def sleep(run: RunContext, params: dict[str, Any]) -> str:
+    record(run, "start")
+    try:
+        await asyncio.sleep(params["s"])
+    except asyncio.CancelledError:
+        record(run, "stopped")
+        raise
+    record(run, "end")
+    return "slept"
+
+
+@tasks.task(name="boom")
+async def boom(run: RunContext, params: None) -> None:
+    raise ValueError("boom")
+
+
+@tasks.task(
+    name="flaky",
+    retry=Retry(max_attempts=4, wait=tenacity.wait_fixed(0.2)),
+)
+async def flaky(run: RunContext, params: dict[str, int]) -> int:
+    """Fails until its attempt reaches params['succeed_at']."""
+    record(run, "start")
+    if run.attempt < params["succeed_at"]:
+        raise RuntimeError(f"attempt {run.attempt} fails")
+    return run.attempt
+
+
+@tasks.task(
+    name="picky",
+    retry=Retry(
+        max_attempts=5,
+        wait=tenacity.wait_fixed(0.05),
+        retry=tenacity.retry_if_not_exception_type(ValueError),
+    ),
+)
+async def picky(run: RunContext, params: str) -> None:
+    """Raises the exception named by params: ValueError is not retried."""
+    record(run, "start")
+    raise {"ValueError": ValueError, "KeyError": KeyError}[params](params)
+
+
+@tasks.task(name="signal")
+async def signal(run: RunContext, params: str) -> None:
+    if params == "skip":
+        raise redpool.Skip("nothing to do")
+    if params == "fail":
+        raise redpool.Fail("given up")
+    raise redpool.RetryLater(0.1)
+
+
+@tasks.task(name="sync_add")
+def sync_add(run: RunContext, params: AddParams) -> int:
+    return params.a + params.b

@@ -1,0 +1,90 @@
+"""Submit, run in another process, result from any node; the status machine."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+import redpool
+from tests.helpers import eventually
+from tests.tasks.conftest import TaskWorkerProc
+from tests.tasks.sample_tasks import AddParams, AddResult, add, boom, sleep
+
+Workers = Callable[..., Awaitable[TaskWorkerProc]]
+MakeNode = Callable[..., Awaitable[redpool.Node]]
+
+
+async def test_a_job_submitted_from_a_client_runs_in_a_worker_process_and_any_node_gets_the_result(
+    make_node: MakeNode, task_workers: Workers
+) -> None:
+    worker = await task_workers()
+    client = await make_node(client_only=True)
+    other = await make_node()
+    handle = await client.submit(add, AddParams(2, 3))
+    result = await handle.result(timeout=10)
+    assert isinstance(result, AddResult)
+    assert result.total == 5
+    assert result.worker.startswith(worker.node_id + ".")
+    assert await other.job(handle.key).result(timeout=10) == {"total": 5, "worker": result.worker}
+    info = await other.job(handle.key).info()
+    assert info.status is redpool.Status.SUCCEEDED
+    assert info.task == "add" and info.attempt == 1 and info.finished_at is not None
+
+
+async def test_node_run_submits_and_returns_the_result(
+    make_node: MakeNode, task_workers: Workers
+) -> None:
+    await task_workers()
+    node = await make_node()
+    assert (await node.run(add, AddParams(1, 1), timeout=10)).total == 2
+
+
+async def test_a_job_goes_from_queued_through_running_to_succeeded(
+    make_node: MakeNode, task_workers: Workers
+) -> None:
+    node = await make_node(client_only=True)
+    handle = await node.submit(sleep, {"s": 0.5}, key="sleepy")
+    assert await handle.status() is redpool.Status.QUEUED  # no worker yet
+    await task_workers()
+    await eventually(lambda: _is(handle, redpool.Status.RUNNING), what="running")
+    info = await handle.wait(timeout=10)
+    assert info.status is redpool.Status.SUCCEEDED
+    assert await handle.result() == "slept"
+
+
+async def test_a_failing_task_ends_failed_with_its_error(
+    make_node: MakeNode, task_workers: Workers
+) -> None:
+    await task_workers()
+    node = await make_node()
+    handle = await node.submit(boom, None)
+    with pytest.raises(redpool.JobFailedError) as caught:
+        await handle.result(timeout=10)
+    error = caught.value.info.error
+    assert error is not None and error.type == "ValueError" and error.message == "boom"
+    assert "raise ValueError" in error.traceback
+    assert caught.value.info.attempt == 1  # default: no retry
+
+
+async def test_a_result_of_an_unknown_key_raises_job_not_found(make_node: MakeNode) -> None:
+    node = await make_node()
+    with pytest.raises(redpool.JobNotFoundError):
+        await node.job("nope").result(timeout=1)
+    with pytest.raises(redpool.JobNotFoundError):
+        await node.job("nope").info()
+
+
+async def test_a_wait_that_times_out_leaves_the_job_alone(
+    make_node: MakeNode, task_workers: Workers
+) -> None:
+    await task_workers()
+    node = await make_node()
+    handle = await node.submit(sleep, {"s": 1.0})
+    with pytest.raises(TimeoutError):
+        await handle.wait(timeout=0.2)
+    assert (await handle.wait(timeout=10)).status is redpool.Status.SUCCEEDED
+
+
+async def _is(handle: redpool.JobHandle[object], status: redpool.Status) -> bool:
+    return await handle.status() is status

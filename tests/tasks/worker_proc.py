@@ -1,0 +1,34 @@
+"""A task worker process for the tests: ``python -m tests.tasks.worker_proc <redis url>
+<pool> <concurrency> [queue[=cap] ...]``. Prints ``ready <node id>`` once it serves, and
+runs until it is killed or gets SIGTERM (then it closes its node)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import structlog
+
+import redpool
+from tests.tasks.sample_tasks import tasks
+
+
+async def main(url: str, pool: str, concurrency: int, queues: list[str]) -> None:
+    node = await redpool.add_node(pool, url, worker_ttl=1.0, job_sink_block=1.0)
+    caps: dict[str, int | None] = {}
+    for spec in queues or ["default"]:
+        name, _, cap = spec.partition("=")
+        caps[name] = int(cap) if cap else None
+    await node.add_task_worker(tasks, concurrency=concurrency, queues=caps)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    print("ready", node.id, flush=True)
+    await stop.wait()
+    await node.close()
+
+
+if __name__ == "__main__":
+    # stdout carries the ready line; logs go to stderr.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]))
