@@ -1,0 +1,97 @@
+"""Timeouts and cancels that stop the code; singleton keys; idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+import redpool
+from tests.helpers import eventually
+from tests.tasks.conftest import TaskWorkerProc, read_events
+from tests.tasks.sample_tasks import AddParams, add, sleep
+
+Workers = Callable[..., Awaitable[TaskWorkerProc]]
+MakeNode = Callable[..., Awaitable[redpool.Node]]
+
+
+async def test_a_timeout_cancels_the_running_code_and_ends_the_job_timed_out(
+    make_node: MakeNode, task_workers: Workers, task_events: Path
+) -> None:
+    await task_workers()
+    node = await make_node()
+    handle = await node.submit(sleep, {"s": 30}, timeout=0.3)  # submit overrides the task
+    with pytest.raises(redpool.JobTimedOutError) as caught:
+        await handle.result(timeout=10)
+    assert caught.value.info.status is redpool.Status.TIMED_OUT
+    assert [e[2] for e in read_events(task_events)] == ["start", "stopped"]
+
+
+async def test_cancel_of_a_running_job_stops_its_code_and_returns_once_it_ended(
+    make_node: MakeNode, task_workers: Workers, task_events: Path
+) -> None:
+    await task_workers()
+    node = await make_node(client_only=True)
+    handle = await node.submit(sleep, {"s": 30})
+    await eventually(lambda: len(read_events(task_events)) == 1, what="started")
+    assert await handle.cancel(timeout=10) is redpool.Status.CANCELED
+    assert [e[2] for e in read_events(task_events)] == ["start", "stopped"]
+    with pytest.raises(redpool.JobCanceledError):
+        await handle.result()
+
+
+async def test_cancel_of_a_queued_job_is_immediate_and_it_never_starts(
+    make_node: MakeNode, task_workers: Workers, task_events: Path
+) -> None:
+    node = await make_node()
+    handle = await node.submit(sleep, {"s": 0.01})
+    assert await handle.cancel() is redpool.Status.CANCELED
+    scheduled = await node.submit(sleep, {"s": 0.01}, delay=0.2)
+    assert await scheduled.status() is redpool.Status.SCHEDULED
+    assert await scheduled.cancel(wait=False) is redpool.Status.CANCELED
+    await task_workers()
+    probe = await node.submit(sleep, {"s": 0.01})
+    await probe.wait(timeout=10)
+    assert len([e for e in read_events(task_events) if e[2] == "start"]) == 1  # the probe
+
+
+async def test_a_key_is_a_singleton_slot_while_its_job_is_active(
+    make_node: MakeNode, task_workers: Workers
+) -> None:
+    node = await make_node()
+    first = await node.submit(sleep, {"s": 0.2}, key="report:1")
+    with pytest.raises(redpool.JobExistsError) as caught:
+        await node.submit(sleep, {"s": 0.2}, key="report:1")
+    assert caught.value.handle == first
+    again = await node.submit(sleep, {"s": 0.2}, key="report:1", if_active="return")
+    assert again == first and again.existing
+    await task_workers()
+    await first.wait(timeout=10)
+    fresh = await node.submit(add, AddParams(1, 2), key="report:1")  # free again
+    assert (await fresh.result(timeout=10)).total == 3
+
+
+async def test_concurrent_submits_with_one_idempotency_key_admit_one_job(
+    make_node: MakeNode, task_workers: Workers
+) -> None:
+    nodes = [await make_node() for _ in range(3)]
+    handles = await asyncio.gather(
+        *(nodes[i % 3].submit(add, AddParams(1, 1), idempotency_key="pay-7") for i in range(20))
+    )
+    assert len({h.key for h in handles}) == 1
+    assert sum(not h.existing for h in handles) == 1
+    with pytest.raises(redpool.IdempotencyConflictError):
+        await nodes[0].submit(add, AddParams(9, 9), idempotency_key="pay-7")
+    await task_workers()
+    await handles[0].wait(timeout=10)
+    replay = await nodes[1].submit(add, AddParams(1, 1), idempotency_key="pay-7")
+    assert replay.key == handles[0].key and replay.existing  # after success: the old job
+    assert (await replay.result()).total == 2
+
+
+async def test_unencodable_params_raise_at_submit(make_node: MakeNode) -> None:
+    node = await make_node()
+    with pytest.raises(redpool.InvalidArgumentError, match="params"):
+        await node.submit(add, object())  # type: ignore[arg-type]

@@ -1,0 +1,84 @@
+"""A task worker killed mid-run: its run is interrupted and runs again elsewhere within
+worker_ttl + 1 s; its late writes are fenced; capacity is never exceeded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import redpool
+from tests.helpers import eventually
+from tests.tasks.conftest import TaskWorkerProc, read_events
+from tests.tasks.sample_tasks import sleep
+
+Workers = Callable[..., Awaitable[TaskWorkerProc]]
+MakeNode = Callable[..., Awaitable[redpool.Node]]
+
+
+def _max_overlap(events: list[list[str]], by: str | None = None) -> int:
+    """The most runs under way at once (of one pid, when ``by`` is given)."""
+    edges = []
+    for ns, pid, what, _key, _attempt, _epoch in events:
+        if by is not None and pid != by:
+            continue
+        if what == "start":
+            edges.append((int(ns), 1))
+        elif what in ("end", "stopped"):
+            edges.append((int(ns), -1))
+    now = peak = 0
+    for _, step in sorted(edges):
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+async def test_a_killed_workers_run_is_interrupted_and_runs_again_elsewhere_within_ttl_plus_1s(
+    make_node: MakeNode, task_workers: Workers, task_events: Path
+) -> None:
+    doomed = await task_workers(1)
+    node = await make_node(client_only=True)
+    handle = await node.submit(sleep, {"s": 2.0}, key="long")
+    await eventually(lambda: len(read_events(task_events)) == 1, what="the first run started")
+    await task_workers(1)  # the survivor: free, but the run stays where it started
+    doomed.kill()
+    killed = time.monotonic()
+    await eventually(lambda: len(read_events(task_events)) == 2, what="the run started again")
+    assert time.monotonic() - killed < 1.0 + 1.0  # worker_ttl=1 in the worker processes
+    info = await handle.wait(timeout=10)
+    assert info.status is redpool.Status.SUCCEEDED
+    assert info.interrupts == 1 and info.attempt == 1  # an interruption is not an attempt
+    outcomes = [run.outcome for run in await handle.runs()]
+    assert outcomes == ["succeeded", "interrupted"]
+    starts = [e for e in read_events(task_events) if e[2] == "start"]
+    assert starts[0][1] != starts[1][1]  # another process
+    assert int(starts[1][5]) > int(starts[0][5])  # under a new epoch
+
+
+async def test_a_worker_never_runs_more_jobs_than_its_concurrency(
+    make_node: MakeNode, task_workers: Workers, task_events: Path
+) -> None:
+    a = await task_workers(2)
+    b = await task_workers(1)
+    node = await make_node(client_only=True)
+    handles = [await node.submit(sleep, {"s": 0.2}) for _ in range(9)]
+    for handle in handles:
+        assert (await handle.wait(timeout=20)).status is redpool.Status.SUCCEEDED
+    events = read_events(task_events)
+    pid_a, pid_b = str(a.proc.pid), str(b.proc.pid)
+    assert _max_overlap(events, pid_a) <= 2 and _max_overlap(events, pid_b) <= 1
+    assert _max_overlap(events) == 3  # the backlog kept every slot busy
+    assert {e[1] for e in events} == {pid_a, pid_b}
+
+
+async def test_a_per_queue_cap_and_a_pool_wide_max_running_hold(
+    make_node: MakeNode, task_workers: Workers, task_events: Path
+) -> None:
+    node = await make_node(client_only=True)
+    await node.configure_queue("default", max_running=2)
+    await task_workers(3)
+    await task_workers(3)
+    handles = [await node.submit(sleep, {"s": 0.15}) for _ in range(8)]
+    for handle in handles:
+        assert (await handle.wait(timeout=20)).status is redpool.Status.SUCCEEDED
+    assert _max_overlap(read_events(task_events)) == 2
