@@ -46,3 +46,35 @@ async def documented_usage(url: str) -> None:
         await node.remove_worker(worker)
     handler: redpool.JobHandler = Handler()
     print(handler)
+
+
+tasks = redpool.Tasks(default_queue="default")
+
+
+@tasks.task(name="typed.double", timeout=5, retry=redpool.Retry(max_attempts=2))
+async def double(run: redpool.RunContext, params: int) -> int:
+    await run.progress(1, 2, details="half")
+    await run.checkpoint()
+    print(run.key, run.attempt, run.epoch, run.labels, run.tenant, run.is_owned())
+    return params * 2
+
+
+async def documented_tasks_usage(url: str) -> None:
+    node = await redpool.add_node("pool", url)
+    await node.add_task_worker(tasks, concurrency=4, queues={"default": None, "compute": 1})
+    await node.configure_queue("compute", max_running=2, max_queued=1000)
+    handle: redpool.JobHandle[int] = await node.submit(double, 21, key="d:1")
+    value: int = await handle.result(timeout=10)
+    status: redpool.Status = await handle.status()
+    info: redpool.TaskInfo = await handle.wait(timeout=10)
+    runs: list[redpool.RunInfo] = await handle.runs(limit=5)
+    direct: int = await node.run(double, 2, timeout=10)
+    other = node.job("d:1")
+    final: redpool.Status = await other.cancel(wait=True, timeout=5)
+    print(value, status, info.status, info.error, runs, direct, final)
+    try:
+        await node.submit("typed.double", 1, key="d:1", if_active="reject")
+    except redpool.JobExistsError as exc:
+        print(exc.handle)
+    except redpool.JobUnsuccessfulError as exc:
+        print(exc.info.status)

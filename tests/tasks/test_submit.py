@@ -88,3 +88,36 @@ async def test_a_wait_that_times_out_leaves_the_job_alone(
 
 async def _is(handle: redpool.JobHandle[object], status: redpool.Status) -> bool:
     return await handle.status() is status
+
+
+async def test_jobs_are_listed_by_status_in_pages_and_counted(
+    make_node: MakeNode, task_workers: Workers
+) -> None:
+    node = await make_node()
+    queued = [await node.submit(sleep, {"s": 0.01}, key=f"q{i}", tenant="acme") for i in range(5)]
+    await node.submit(sleep, {"s": 0.01}, key="later", delay=60)
+    keys: list[str] = []
+    cursor = None
+    while True:
+        page = await node.jobs.list(status=redpool.Status.QUEUED, limit=2, cursor=cursor)
+        assert len(page.items) <= 2
+        keys += [info.key for info in page.items]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    assert keys == [h.key for h in queued]  # oldest first
+    both = await node.jobs.list(status={redpool.Status.QUEUED, redpool.Status.SCHEDULED})
+    assert {i.key for i in both.items} == {*keys, "later"} and both.cursor is None
+    assert (await node.jobs.list(tenant="nobody")).items == []
+    stats = await node.jobs.stats()
+    assert stats.statuses[redpool.Status.QUEUED] == 5
+    assert stats.statuses[redpool.Status.SCHEDULED] == 1
+    worker = await task_workers(2)
+    for handle in queued:
+        await handle.wait(timeout=10)
+    stats = await node.jobs.stats()
+    assert stats.statuses[redpool.Status.SUCCEEDED] == 5
+    assert stats.statuses[redpool.Status.QUEUED] == 0
+    assert stats.queues["default"].ready == 0
+    [(worker_id, worker_stats)] = stats.workers.items()
+    assert worker_id.startswith(worker.node_id) and worker_stats.concurrency == 2

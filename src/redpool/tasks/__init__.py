@@ -3,6 +3,7 @@ cancel, idempotency, capacity-aware placement), built on the pool's leases and f
 
 from ._context import RunContext
 from ._handle import JobHandle
+from ._jobs import Jobs, JobStats, QueueStats, WorkerStats
 from ._registry import Retry, Task, Tasks
 from ._runner import TaskWorker
 from ._status import ErrorInfo, JobInfo, Page, RunInfo, Status
@@ -11,7 +12,10 @@ __all__ = [
     "ErrorInfo",
     "JobHandle",
     "JobInfo",
+    "JobStats",
+    "Jobs",
     "Page",
+    "QueueStats",
     "Retry",
     "RunContext",
     "RunInfo",
@@ -19,4 +23,5 @@ __all__ = [
     "Task",
     "TaskWorker",
     "Tasks",
+    "WorkerStats",
 ]

@@ -26,6 +26,7 @@ from ..errors import (
 )
 from ._codec import encode, fingerprint
 from ._handle import JobHandle
+from ._jobs import Jobs
 from ._keys import TaskKeys
 from ._registry import UNSET, Retry, Task, Tasks, seconds
 from ._runner import TaskWorker
@@ -254,6 +255,11 @@ class TaskMethods:
         """Submit and return the result (RPC style); see ``JobHandle.result``."""
         handle = await self.submit(task, params)
         return await handle.result(timeout)
+
+    @property
+    def jobs(self) -> Jobs:
+        """The pool's task jobs: ``list(...)`` and ``stats()``."""
+        return Jobs(self._layer())
 
     def job(self, key: str) -> JobHandle[Any]:
         """A handle to the task job ``key`` (no I/O; JobNotFoundError when used, if none)."""
