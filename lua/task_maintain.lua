@@ -6,7 +6,8 @@
 -- finished jobs whose keep time passed.
 -- ARG: node, worker ttl ms, limit (placements and purges per call), own worker ids...
 -- Returns {next due ms (-1: none), now ms, flat (key, worker, epoch) starts not taken,
---   runs interrupted, jobs purged}.
+--   runs interrupted, jobs purged, own workers not registered (reaped while this node was
+--   cut off: they join again)}.
 -- Invariants: a worker's runs move only once its node's lease expired, never on evidence
 -- from a gap in the pool's heartbeats (the core heartbeat's amnesty: after a gap every lease
 -- gets one more TTL); each due job is placed by one caller (the ZREM and the placement are
@@ -46,8 +47,9 @@ for _, key in ipairs(redis.call('ZRANGEBYSCORE', TDELAYED, '-inf', now, 'LIMIT',
 end
 pull_all(now, limit)
 
-local untaken = {}
+local untaken, unregistered = {}, {}
 for i = 4, #ARG do
+  if redis.call('HEXISTS', TWORKERS, ARG[i]) == 0 then unregistered[#unregistered + 1] = ARG[i] end
   for _, key in ipairs(redis.call('SMEMBERS', wruns(ARG[i]))) do
     local rec = load_task(key)
     if rec and rec.w == ARG[i] and rec.s == 'starting' then
@@ -73,4 +75,4 @@ end
 local head = redis.call('ZRANGE', TDELAYED, 0, 0, 'WITHSCORES')
 local due = -1
 if head[2] then due = tonumber(head[2]) end
-return {due, now, untaken, interrupted, purged}
+return {due, now, untaken, interrupted, purged, unregistered}

@@ -3,6 +3,7 @@ worker_ttl + 1 s; its late writes are fenced; capacity is never exceeded."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -82,3 +83,37 @@ async def test_a_per_queue_cap_and_a_pool_wide_max_running_hold(
     for handle in handles:
         assert (await handle.wait(timeout=20)).status is redpool.Status.SUCCEEDED
     assert _max_overlap(read_events(task_events)) == 2
+
+
+async def test_a_worker_paused_past_its_lease_stops_its_run_and_its_late_report_is_refused(
+    make_node: MakeNode, task_workers: Workers, task_events: Path
+) -> None:
+    paused = await task_workers(1)
+    node = await make_node(client_only=True)
+    handle = await node.submit(sleep, {"s": 2.5}, key="stalled")
+    await eventually(lambda: len(read_events(task_events)) == 1, what="the first run started")
+    survivor = await task_workers(1)
+    paused.proc.send_signal(signal.SIGSTOP)
+    try:
+        await eventually(
+            lambda: any(e[1] == str(survivor.proc.pid) for e in read_events(task_events)),
+            what="the run started on the survivor",
+        )
+    finally:
+        paused.proc.send_signal(signal.SIGCONT)
+    info = await handle.wait(timeout=10)
+    assert info.status is redpool.Status.SUCCEEDED
+    await eventually(
+        lambda: (
+            [e[2] for e in read_events(task_events) if e[1] == str(paused.proc.pid)]
+            == ["start", "stopped"]
+        ),
+        what="the paused worker stopped its run when it woke (fenced), without finishing it",
+    )
+    assert [run.outcome for run in await handle.runs()] == ["succeeded", "interrupted"]
+    # The paused worker joined again and serves.
+    again = [await node.submit(sleep, {"s": 0.3}) for _ in range(2)]
+    for h in again:
+        await h.wait(timeout=10)
+    late = [e for e in read_events(task_events) if e[3] in {h.key for h in again}]
+    assert {e[1] for e in late} == {str(paused.proc.pid), str(survivor.proc.pid)}

@@ -132,6 +132,11 @@ class TaskLayer:
             if upkeep.next_due_ms < 0
             else time.monotonic() + max(0, upkeep.next_due_ms - upkeep.now_ms) / 1000
         )
+        for worker_id in upkeep.unregistered:
+            worker = self.workers.get(worker_id)
+            if worker is not None and self.clock.valid():
+                self.log.warning("task worker was reaped while cut off; joining again")
+                await self.scripts.join(worker.id, worker.concurrency, worker.queues)
         by_worker: dict[str, list[tuple[str, int]]] = {}
         for key, worker_id, epoch in upkeep.untaken:
             by_worker.setdefault(worker_id, []).append((key, epoch))

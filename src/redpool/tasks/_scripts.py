@@ -96,6 +96,7 @@ class Upkeep:
     untaken: list[tuple[str, str, int]]  # (key, worker, epoch) handed out, not yet claimed
     interrupted: int
     purged: int
+    unregistered: list[str]  # own workers reaped while the node was cut off
 
 
 class TaskScripts(ScriptRunner):
@@ -185,13 +186,20 @@ class TaskScripts(ScriptRunner):
         await self._run("task_configure_queue", [queue, max_running, max_queued])
 
     async def maintain(self, node: str, ttl_ms: int, limit: int, workers: Sequence[str]) -> Upkeep:
-        due, now, flat, interrupted, purged = await self._run(
+        due, now, flat, interrupted, purged, unregistered = await self._run(
             "task_maintain", [node, ttl_ms, limit, *workers]
         )
         untaken = [
             (text(flat[i]), text(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)
         ]
-        return Upkeep(int(due), int(now), untaken, int(interrupted), int(purged))
+        return Upkeep(
+            int(due),
+            int(now),
+            untaken,
+            int(interrupted),
+            int(purged),
+            [text(w) for w in unregistered],
+        )
 
     async def progress(
         self, worker: str, key: str, epoch: int, completed: float, total: float, details: str
