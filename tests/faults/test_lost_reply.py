@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,20 +15,11 @@ import redpool
 from redpool._scripts import sources
 from tests.helpers import Recorder, eventually
 from tests.proxy import Proxy
-from tests.redis_server import RedisServer
 
 
 def sha(script: str) -> bytes:
     """What the EVALSHA of ``script`` carries: the proxy loses the reply to that request."""
     return hashlib.sha1(sources()[script].encode()).hexdigest().encode()
-
-
-@pytest.fixture
-def proxy(redis_server: RedisServer) -> Iterator[Proxy]:
-    proxy = Proxy(redis_server.port)
-    proxy.start()
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture

@@ -7,24 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from tests.helpers import eventually
 from tests.invariants import check_no_overlap, episodes, events_of, runs_exactly_once
-from tests.proxy import Proxy
-from tests.redis_server import RedisServer
 
 TTL = 2.0
-
-
-@pytest.fixture
-def proxy(redis_server: RedisServer) -> Iterator[Proxy]:
-    proxy = Proxy(redis_server.port)
-    proxy.start()
-    yield proxy
-    proxy.stop()
 
 
 async def test_a_blackholed_worker_stops_its_jobs_before_others_start_them(
