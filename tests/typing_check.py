@@ -3,11 +3,16 @@ It is also imported by tests/test_typing.py so that it stays importable."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+
 import redpool
 
 
 class Handler:
     async def start(self, job: redpool.Job) -> None:
+        if job.attempt > 3:
+            raise redpool.Requeue(delay=1.0, max_attempts=5)
         print(job.key, job.payload, job.created_at, job.worker_id, job.node_id, job.is_owned())
 
     def stop(self, key: str) -> None:
@@ -17,8 +22,23 @@ class Handler:
         print(key, payload)
 
 
+async def redispatch(jobs: Sequence[redpool.Job]) -> None:
+    print([job.key for job in jobs])
+
+
 async def documented_usage(url: str) -> None:
-    node: redpool.Node = await redpool.add_node("pool", url, worker_ttl=10.0)
+    print(redpool.__version__)
+    node: redpool.Node = await redpool.add_node(
+        "pool",
+        url,
+        worker_ttl=10.0,
+        start_timeout=5.0,
+        sync_threads=8,
+        connect_timeout=0,
+        max_connections=20,
+        logger=logging.getLogger("app"),
+        on_state_lost=redispatch,
+    )
     async with node:
         worker: redpool.Worker = await node.add_worker(Handler())
         await node.dispatch_job("key", b"payload")
@@ -41,9 +61,14 @@ async def documented_usage(url: str) -> None:
             await node.stop_job("key")
         except redpool.JobNotFoundError as exc:
             print(exc.key)
+        except redpool.DispatchTimeoutError as exc:
+            print(exc.reason)
+        except (redpool.RedisConfigError, redpool.RedisFullError, redpool.EventLoopError):
+            raise
         except redpool.PoolError:
             raise
         await node.remove_worker(worker)
+    await redpool.purge_pool(url, "pool")
     handler: redpool.JobHandler = Handler()
     print(handler)
 
