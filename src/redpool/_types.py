@@ -34,8 +34,9 @@ class Job:
     _owned: Callable[[], bool] = field(default=_always, repr=False, compare=False)
 
     def is_owned(self) -> bool:
-        """Whether this worker still owns the job: its lease is fresh and the job was not
-        stopped. Long-running work should check it before each step that must not run twice."""
+        """Whether this worker still owns the job: its lease is fresh and no stop of it was
+        asked for (False from the request on, before stop() is called). Long-running work
+        should check it before each step that must not run twice."""
         return self._owned()
 
 
