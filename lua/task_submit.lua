@@ -4,7 +4,7 @@
 -- ARG: key, task name, queue, params (bytes), options (msgpack map: to, ma, mi, rs, kp, kf,
 --      pri, tn, lb), delay ms (-1: now), idempotency key ('' none), params fingerprint,
 --      idempotency ttl ms, if_active ('reject' | 'return').
--- Returns {'ok', generation, status} | {'exists', generation, status} (if_active=reject) |
+-- Returns {'shutdown'} (the pool shuts down: nothing admitted) | {'ok', generation, status} | {'exists', generation, status} (if_active=reject) |
 --   {'active', generation, status} (if_active=return) | {'idem', key, generation, status}
 --   (the idempotency key's earlier job) | {'conflict', key} (same idempotency key, other
 --   params) | {'full', queued} (the queue's max_queued is reached).
@@ -15,6 +15,7 @@
 local key, task, queue, params, opts = ARG[1], ARG[2], ARG[3], ARG[4], cmsgpack.unpack(ARG[5])
 local delay, ik, fp, ik_ttl, if_active = tonumber(ARG[6]), ARG[7], ARG[8], tonumber(ARG[9]), ARG[10]
 local now = now_ms()
+if redis.call('HEXISTS', META, 'shutdown') == 1 then return {'shutdown'} end
 
 if ik ~= '' then
   local raw = redis.call('GET', idem(ik))

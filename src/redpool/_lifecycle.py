@@ -61,6 +61,11 @@ async def purge(scripts: Scripts, overdue_only: bool, what: str) -> PurgeStep:
             time.monotonic() + PURGE_STEP_TIMEOUT,
             what,
         )
+    if step.status == "done":
+        # Imported here: the tasks layer is built on the pool core (and imports it).
+        from .tasks._purge import purge_tasks
+
+        await purge_tasks(scripts.client, scripts.keys, what)
     return step
 
 

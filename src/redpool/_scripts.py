@@ -80,17 +80,19 @@ def _lua_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "lua"
 
 
-def _shebang(name: str) -> str:
+def _shebang(name: str, allow_oom: frozenset[str]) -> str:
     """Redis reads script flags only from the first line of the source."""
-    return "#!lua flags=allow-oom\n" if name in ALLOW_OOM else ""
+    return "#!lua flags=allow-oom\n" if name in allow_oom else ""
 
 
-def load_sources(prelude_name: str, names: Sequence[str]) -> dict[str, str]:
+def load_sources(
+    prelude_name: str, names: Sequence[str], allow_oom: frozenset[str] = ALLOW_OOM
+) -> dict[str, str]:
     """Each script of ``names`` behind the prelude ``prelude_name`` (and its flags line)."""
     folder = _lua_dir()
     prelude = (folder / f"{prelude_name}.lua").read_text()
     return {
-        name: _shebang(name) + prelude + "\n" + (folder / f"{name}.lua").read_text()
+        name: _shebang(name, allow_oom) + prelude + "\n" + (folder / f"{name}.lua").read_text()
         for name in names
     }
 
@@ -265,6 +267,8 @@ class Scripts(ScriptRunner):
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
         super().__init__(client, keys.script_keys(), keys.script_templates(), sources())
         self._schedule_template = keys.schedule_jobs_template
+        self.client = client
+        self.keys = keys  # for the tasks layer's purge (lifecycle.purge)
 
     async def admit(
         self, node: str, version: str, grace_ms: int, max_queued: int, jobs: Sequence[Admission]

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
+from redis.asyncio import Redis
 
 import redpool
 from tests.helpers import eventually
 from tests.tasks.conftest import TaskWorkerProc
 from tests.tasks.sample_tasks import AddParams, AddResult, add, boom, sleep
+from tests.tasks.sample_tasks import tasks as tasks_registry
 
 Workers = Callable[..., Awaitable[TaskWorkerProc]]
 MakeNode = Callable[..., Awaitable[redpool.Node]]
@@ -121,3 +123,20 @@ async def test_jobs_are_listed_by_status_in_pages_and_counted(
     assert stats.queues["default"].ready == 0
     [(worker_id, worker_stats)] = stats.workers.items()
     assert worker_id.startswith(worker.node_id) and worker_stats.concurrency == 2
+
+
+async def test_shutdown_deletes_every_tasks_key_of_the_pool(
+    make_node: MakeNode, redis: Redis, pool_name: str
+) -> None:
+    node = await make_node()
+    await node.add_task_worker(tasks_registry, concurrency=1)
+    await node.configure_queue("default", max_running=5)
+    done = await node.submit(add, AddParams(1, 2), idempotency_key="once")
+    await done.wait(timeout=10)
+    await node.submit(sleep, {"s": 30})  # running
+    await node.submit(sleep, {"s": 30})  # queued
+    await node.submit(sleep, {"s": 30}, delay=60)  # scheduled
+    assert await redis.keys(f"redpool:{{{pool_name}}}:t:*")
+    await node.shutdown()
+    tombstone = f"redpool:{{{pool_name}}}:ended".encode()  # the one key a shutdown keeps
+    assert await redis.keys(f"redpool:{{{pool_name}}}:*") == [tombstone]

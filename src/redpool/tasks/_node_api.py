@@ -22,6 +22,7 @@ from ..errors import (
     InvalidArgumentError,
     JobExistsError,
     PoolError,
+    PoolShuttingDownError,
     QueueFullError,
 )
 from ._codec import encode, fingerprint
@@ -228,6 +229,8 @@ class TaskMethods:
             idempotency_key, idempotency_ttl, if_active, tenant, labels,
         )  # fmt: skip
         admission = await layer.scripts.submit(job)
+        if admission.outcome == "shutdown":
+            raise PoolShuttingDownError("the pool is shutting down; it admits no new jobs")
         if admission.outcome == "conflict":
             raise IdempotencyConflictError(job.idempotency_key, admission.key)
         if admission.outcome == "full":

@@ -18,6 +18,7 @@ from .._lease import LeaseClock
 from .._options import Options
 from .._redis import Outage, reader_client, reader_timeout
 from .._tasks import cancel, supervise, wait_or_timeout
+from ..errors import PoolError
 from ._keys import TaskKeys
 from ._runner import TaskWorker
 from ._scripts import TaskScripts
@@ -90,7 +91,10 @@ class TaskLayer:
         handed = await self.scripts.join(worker.id, worker.concurrency, worker.queues)
         if handed < 0:
             del self.workers[worker.id]
-            raise RuntimeError("the node's lease is gone; it rejoins at its next heartbeat")
+            raise PoolError(
+                "the task worker could not join: the pool shuts down, or this node's lease "
+                "lapsed (it renews at its next heartbeat); try again"
+            )
         return worker
 
     async def remove_worker(self, worker: TaskWorker) -> None:

@@ -24,14 +24,23 @@ _NAMES = (
     "task_leave",
     "task_maintain",
     "task_progress",
+    "task_purge",
     "task_submit",
     "task_wait",
 )
 
 
+# As in the core (_scripts.ALLOW_OOM): a full Redis refuses new task jobs (task_submit) but
+# lets runs start, end, be canceled and be re-placed, so no worker is stuck with a run it
+# cannot report. What they add is bounded: records rewritten in place, capped streams.
+ALLOW_OOM = frozenset(
+    {"task_cancel", "task_claim", "task_finish", "task_leave", "task_maintain", "task_purge"}
+)
+
+
 @cache
 def _sources() -> dict[str, str]:
-    return load_sources("_tasks_prelude", _NAMES)
+    return load_sources("_tasks_prelude", _NAMES, ALLOW_OOM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +129,8 @@ class TaskScripts(ScriptRunner):
             ],
         )
         outcome = text(res[0])
+        if outcome == "shutdown":
+            return Admission(outcome, job.key, 0, "")
         if outcome == "idem":
             return Admission(outcome, text(res[1]), int(res[2]), text(res[3]))
         if outcome == "conflict":
@@ -207,3 +218,7 @@ class TaskScripts(ScriptRunner):
         """'ok', 'invalid' (completed > total) or 'unowned'."""
         args: list[str | int] = [worker, key, epoch, repr(completed), repr(total), details]
         return text(await self._run("task_progress", args))
+
+    async def purge(self, limit: int) -> str:
+        """'more' or 'done' (lua/task_purge.lua)."""
+        return text(await self._run("task_purge", [limit]))
