@@ -4,10 +4,10 @@
 -- names the keys; LEASES and META are the pool core's):
 --   KEYS[1..9] = tjobs, tworkers, tdelayed, tmeta, tdone, leases, meta, tqueues, tnodes
 --                (one hash tag: the pool)
---   ARGV[1..9] = templates of tdata:<key>, truns:<key>, tinbox:<node>, tready:<queue>,
+--   ARGV[1..10] = templates of tdata:<key>, truns:<key>, tinbox:<node>, tready:<queue>,
 --                twruns:<worker>, twq:<worker>|<queue>, tidem:<idempotency key>,
---                tstatus:<status>, tqactive:<queue>
---   ARG[i]     = ARGV[i + 9]: the script's own arguments
+--                tstatus:<status>, tqactive:<queue>, tstats:<key>
+--   ARG[i]     = ARGV[i + 10]: the script's own arguments
 --
 -- Task record (msgpack map in TJOBS[key]): s status, t task name, q queue, g generation,
 --   e epoch (drawn from TMETA.epoch on every placement: the fencing token), w worker ('' when
@@ -24,8 +24,9 @@ local TJOBS, TWORKERS, TDELAYED, TMETA, TDONE = KEYS[1], KEYS[2], KEYS[3], KEYS[
 local LEASES, META, TQUEUES, TNODES = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local DATA_T, RUNS_T, INBOX_T, READY_T = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local WRUNS_T, WQ_T, IDEM_T, STATUS_T, ACTIVE_T = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local STATS_T = ARGV[10]
 local ARG = {}
-for i = 10, #ARGV do ARG[i - 9] = ARGV[i] end
+for i = 11, #ARGV do ARG[i - 10] = ARGV[i] end
 
 local TERMINAL = {succeeded = true, failed = true, timed_out = true, canceled = true, skipped = true}
 local HISTORY = 20 -- runs kept per key in truns:<key>
@@ -43,6 +44,7 @@ local function wq(worker, queue) return fill(WQ_T, worker .. '|' .. queue) end
 local function idem(k) return fill(IDEM_T, k) end
 local function by_status(status) return fill(STATUS_T, status) end
 local function active(queue) return fill(ACTIVE_T, queue) end
+local function stats(key) return fill(STATS_T, key) end
 local function node_of(worker) return string.match(worker, '^([^.]+)%.') end
 
 local function now_ms()
@@ -178,10 +180,30 @@ local function free_slot(key, rec)
   redis.call('SREM', active(rec.q), key)
 end
 
+-- Every finished run: one history entry (capped) and the key's counters (kept across
+-- generations until the key is purged: metrics()).
 local function record_run(key, rec, outcome, now, err)
+  local started = rec.sa or now
   redis.call('XADD', runs(key), 'MAXLEN', '~', HISTORY, '*', 'r', cmsgpack.pack({
-    g = rec.g, a = rec.a, w = rec.w, e = rec.e, o = outcome, s = rec.sa or now, f = now,
+    g = rec.g, a = rec.a, w = rec.w, e = rec.e, o = outcome, s = started, f = now,
     err = err or false}))
+  local took = now - started
+  redis.call('HINCRBY', stats(key), 'runs', 1)
+  redis.call('HINCRBY', stats(key), outcome, 1)
+  redis.call('HINCRBY', stats(key), 'rt', took)
+  redis.call('HSET', stats(key), 'rl', took, 'last', now)
+  if took > tonumber(redis.call('HGET', stats(key), 'rmax') or '0') then
+    redis.call('HSET', stats(key), 'rmax', took)
+  end
+  if err then redis.call('HSET', stats(key), 'err', cmsgpack.pack(err)) end
+end
+
+-- The key is gone for good (purged or deleted): its record, payloads, history and counters.
+local function forget(key, rec)
+  if rec then redis.call('ZREM', by_status(rec.s), key) end
+  redis.call('HDEL', TJOBS, key)
+  redis.call('ZREM', TDONE, key)
+  redis.call('DEL', data(key), runs(key), stats(key))
 end
 
 -- The generation ends: status, purge time, waiters told (they read the result themselves).

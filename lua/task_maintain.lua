@@ -65,9 +65,7 @@ for _, key in ipairs(redis.call('ZRANGEBYSCORE', TDONE, '-inf', now, 'LIMIT', 0,
   local rec = load_task(key)
   redis.call('ZREM', TDONE, key)
   if rec == false or (rec and TERMINAL[rec.s]) then
-    if rec then redis.call('ZREM', by_status(rec.s), key) end
-    redis.call('HDEL', TJOBS, key)
-    redis.call('DEL', data(key), runs(key))
+    forget(key, rec or nil)
     purged = purged + 1
   end
 end

@@ -13,8 +13,7 @@ for _, key in ipairs(redis.call('HRANDFIELD', TJOBS, limit)) do
     redis.call('DEL', ready(rec.q), active(rec.q))
     if rec.ik then redis.call('DEL', idem(rec.ik)) end
   end
-  redis.call('DEL', data(key), runs(key))
-  redis.call('HDEL', TJOBS, key)
+  forget(key, rec or nil)
 end
 for _, id in ipairs(redis.call('HRANDFIELD', TWORKERS, limit)) do
   local wrec = decode(redis.call('HGET', TWORKERS, id) or '')

@@ -64,6 +64,7 @@ from .errors import (
 from .tasks import (
     ErrorInfo,
     JobHandle,
+    JobMetrics,
     Page,
     Retry,
     RunContext,
@@ -90,6 +91,7 @@ __all__ = [
     "JobHandle",
     "JobHandler",
     "JobInfo",
+    "JobMetrics",
     "JobNotFoundError",
     "JobParam",
     "JobPlan",

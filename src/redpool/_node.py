@@ -295,11 +295,14 @@ class Node(TaskMethods):
         return await self._query(self._queries.pool_workers, "pool workers")
 
     @public
-    async def close(self) -> None:
+    async def close(self, drain: float = 0.0) -> None:
         """Leave the pool: this node's jobs move to workers on other nodes (stop() runs here
         first). Other nodes keep running. Returns once the node has left, also when a pool
-        shutdown had already begun to take it out."""
+        shutdown had already begun to take it out. ``drain``: seconds its task runs may
+        take to finish first (the rest run again elsewhere, no attempt charged)."""
         if not self._closed:
+            with contextlib.suppress(*TRANSIENT):
+                await self._drain_tasks(drain)
             await self._close(PoolClosedError("the node was closed"))
         await self._left.wait()
 

@@ -95,3 +95,40 @@ async def test_unencodable_params_raise_at_submit(make_node: MakeNode) -> None:
     node = await make_node()
     with pytest.raises(redpool.InvalidArgumentError, match="params"):
         await node.submit(add, object())  # type: ignore[arg-type]
+
+
+async def test_delete_removes_a_finished_or_waiting_job_but_not_a_running_one(
+    make_node: MakeNode, task_workers: Workers, task_events: Path
+) -> None:
+    node = await make_node()
+    waiting = await node.submit(sleep, {"s": 0.01}, key="waiting")
+    await waiting.delete()
+    with pytest.raises(redpool.JobNotFoundError):
+        await waiting.status()
+    await task_workers()
+    running = await node.submit(sleep, {"s": 30}, key="running")
+    await eventually(lambda: len(read_events(task_events)) == 1, what="started")
+    with pytest.raises(redpool.InvalidTransitionError):
+        await running.delete()
+    await running.cancel(timeout=10)
+    await running.delete()
+    with pytest.raises(redpool.JobNotFoundError):
+        await running.result(timeout=1)
+    with pytest.raises(redpool.JobNotFoundError):
+        await running.delete()
+
+
+async def test_metrics_count_the_runs_of_a_key_across_its_generations(
+    make_node: MakeNode, task_workers: Workers
+) -> None:
+    await task_workers()
+    node = await make_node()
+    for i in range(3):
+        await (await node.submit(add, AddParams(i, i), key="counted")).wait(timeout=10)
+    timed_out = await node.submit(sleep, {"s": 30}, key="counted", timeout=0.2)
+    await timed_out.wait(timeout=10)
+    metrics = await node.job("counted").metrics()
+    assert (metrics.runs, metrics.succeeded, metrics.timed_out) == (4, 3, 1)
+    assert metrics.max_runtime is not None and metrics.max_runtime >= 0.2
+    assert metrics.last_error is not None and metrics.last_error.type == "TimeoutError"
+    assert metrics.mean_runtime is not None and metrics.last_finished_at is not None

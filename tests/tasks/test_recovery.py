@@ -8,10 +8,13 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from pytest import MonkeyPatch
+
 import redpool
 from tests.helpers import eventually
 from tests.tasks.conftest import TaskWorkerProc, read_events
 from tests.tasks.sample_tasks import sleep
+from tests.tasks.sample_tasks import tasks as tasks_registry
 
 Workers = Callable[..., Awaitable[TaskWorkerProc]]
 MakeNode = Callable[..., Awaitable[redpool.Node]]
@@ -117,3 +120,25 @@ async def test_a_worker_paused_past_its_lease_stops_its_run_and_its_late_report_
         await h.wait(timeout=10)
     late = [e for e in read_events(task_events) if e[3] in {h.key for h in again}]
     assert {e[1] for e in late} == {str(paused.proc.pid), str(survivor.proc.pid)}
+
+
+async def test_close_with_drain_lets_runs_finish_and_hands_the_rest_on_without_an_attempt(
+    make_node: MakeNode, task_workers: Workers, task_events: Path, monkeypatch: MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDPOOL_TASK_EVENTS", str(task_events))  # the worker in this process
+    leaving = await make_node()
+    await leaving.add_task_worker(tasks_registry, concurrency=2)
+    client = await make_node(client_only=True)
+    short = await client.submit(sleep, {"s": 0.3}, key="short")
+    long = await client.submit(sleep, {"s": 30}, key="long", timeout=60)
+    await eventually(lambda: len(read_events(task_events)) == 2, what="both started")
+    await task_workers(2)
+    await leaving.close(drain=1.0)
+    assert (await short.info()).status is redpool.Status.SUCCEEDED  # finished in the drain
+    await eventually(
+        lambda: len([e for e in read_events(task_events) if e[3] == "long"]) == 3,
+        what="the long run started again on the other worker",
+    )
+    info = await long.info()
+    assert info.status is redpool.Status.RUNNING
+    assert info.attempt == 1 and info.interrupts == 0  # handed on: neither charged

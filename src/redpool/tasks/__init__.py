@@ -6,12 +6,13 @@ from ._handle import JobHandle
 from ._jobs import Jobs, JobStats, QueueStats, WorkerStats
 from ._registry import Retry, Task, Tasks
 from ._runner import TaskWorker
-from ._status import ErrorInfo, JobInfo, Page, RunInfo, Status
+from ._status import ErrorInfo, JobInfo, JobMetrics, Page, RunInfo, Status
 
 __all__ = [
     "ErrorInfo",
     "JobHandle",
     "JobInfo",
+    "JobMetrics",
     "JobStats",
     "Jobs",
     "Page",

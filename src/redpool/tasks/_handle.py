@@ -8,7 +8,9 @@ import time
 from typing import Any, Generic, TypeVar
 
 from .._codec import CorruptEntryError
+from .._redis import awaitable
 from ..errors import (
+    InvalidTransitionError,
     JobCanceledError,
     JobFailedError,
     JobNotFoundError,
@@ -19,7 +21,16 @@ from ..errors import (
 )
 from ._codec import decode
 from ._runtime import TaskLayer
-from ._status import TERMINAL, JobInfo, RunInfo, Status, decode_info, decode_run
+from ._status import (
+    TERMINAL,
+    JobInfo,
+    JobMetrics,
+    RunInfo,
+    Status,
+    decode_info,
+    decode_metrics,
+    decode_run,
+)
 
 R = TypeVar("R")
 
@@ -95,6 +106,21 @@ class JobHandle(Generic[R]):
         if not wait or Status(status) in TERMINAL:
             return Status(status)
         return (await self.wait(timeout)).status
+
+    async def delete(self) -> None:
+        """Delete the job with its result, history and counters: a finished one, or a
+        scheduled or queued one (canceled first). InvalidTransitionError while it is on a
+        worker: cancel it first."""
+        outcome, status = await self._layer.scripts.delete(self.key)
+        if outcome == "missing":
+            raise JobNotFoundError(self.key)
+        if outcome == "invalid":
+            raise InvalidTransitionError(self.key, status, "delete")
+
+    async def metrics(self) -> JobMetrics:
+        """The key's run counters (all its generations, until it is purged)."""
+        fields = await awaitable(self._layer.client.hgetall(self._layer.keys.stats(self.key)))
+        return decode_metrics(fields)
 
     async def runs(self, limit: int = 20) -> list[RunInfo]:
         """The job's last finished runs, newest first (interrupted ones included)."""

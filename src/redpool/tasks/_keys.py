@@ -95,6 +95,11 @@ class TaskKeys:
         """SET of a queue's job keys on a worker (starting, running, canceling), pool-wide."""
         return f"{self.prefix}active:{queue}"
 
+    def stats(self, key: str) -> str:
+        """HASH of a key's run counters (runs, one per outcome, rt/rl/rmax runtime ms, last
+        finish ms, err), across its generations until the key is purged: ``metrics()``."""
+        return f"{self.prefix}stats:{key}"
+
     def script_keys(self) -> list[str]:
         """KEYS of every task script, in the order lua/_tasks_prelude.lua expects."""
         return [
@@ -121,4 +126,5 @@ class TaskKeys:
             self.idempotency(_ID),
             self.status(_ID),
             self.active(_ID),
+            self.stats(_ID),
         ]

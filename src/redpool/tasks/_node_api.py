@@ -77,6 +77,10 @@ class TaskMethods:
         await layer.start()
         return layer
 
+    async def _drain_tasks(self, seconds: float) -> None:
+        if self._task_layer is not None and seconds > 0:
+            await self._task_layer.drain(seconds)
+
     async def _close_tasks(self) -> None:
         if self._task_layer is not None:
             await self._task_layer.close()

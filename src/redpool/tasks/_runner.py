@@ -96,10 +96,14 @@ class TaskWorker:
         run.stop = run.stop or reason
         run.task.cancel()
 
+    def done_events(self) -> list[asyncio.Event]:
+        """Set as each run under way here ends (and is reported)."""
+        return [run.done for run in self._runs.values()]
+
     def stop_all(self, reason: str) -> list[asyncio.Event]:
         for key in list(self._runs):
             self.stop(key, None, reason)
-        return [run.done for run in self._runs.values()]
+        return self.done_events()
 
     async def _execute(self, claim: Claim, run: _Run) -> None:
         try:

@@ -97,6 +97,14 @@ class TaskLayer:
             )
         return worker
 
+    async def drain(self, seconds: float) -> None:
+        """Place no new runs here and let the runs under way finish, for up to ``seconds``."""
+        for worker in self.workers.values():
+            await self.scripts.join(worker.id, worker.concurrency, worker.queues, draining=True)
+        done = [d for worker in self.workers.values() for d in worker.done_events()]
+        if done:
+            await asyncio.wait([asyncio.ensure_future(d.wait()) for d in done], timeout=seconds)
+
     async def remove_worker(self, worker: TaskWorker) -> None:
         """Stop its runs (they go back to their queues without charging an attempt), then
         deregister it."""

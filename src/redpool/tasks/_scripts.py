@@ -19,6 +19,7 @@ _NAMES = (
     "task_cancel",
     "task_claim",
     "task_configure_queue",
+    "task_delete",
     "task_finish",
     "task_join",
     "task_leave",
@@ -34,7 +35,15 @@ _NAMES = (
 # lets runs start, end, be canceled and be re-placed, so no worker is stuck with a run it
 # cannot report. What they add is bounded: records rewritten in place, capped streams.
 ALLOW_OOM = frozenset(
-    {"task_cancel", "task_claim", "task_finish", "task_leave", "task_maintain", "task_purge"}
+    {
+        "task_cancel",
+        "task_claim",
+        "task_delete",
+        "task_finish",
+        "task_leave",
+        "task_maintain",
+        "task_purge",
+    }
 )
 
 
@@ -186,9 +195,12 @@ class TaskScripts(ScriptRunner):
         """The status after the call ('missing' when there is no such job)."""
         return text((await self._run("task_cancel", [key]))[0])
 
-    async def join(self, worker: str, concurrency: int, queues: dict[str, int]) -> int:
+    async def join(
+        self, worker: str, concurrency: int, queues: dict[str, int], draining: bool = False
+    ) -> int:
         """Runs handed to the worker at once; -1 when its node holds no lease."""
-        return int(await self._run("task_join", [worker, concurrency, msgpack.packb(queues)]))
+        args: list[str | int | bytes] = [worker, concurrency, msgpack.packb(queues), int(draining)]
+        return int(await self._run("task_join", args))
 
     async def leave(self, worker: str) -> int:
         return int(await self._run("task_leave", [worker]))
@@ -222,3 +234,8 @@ class TaskScripts(ScriptRunner):
     async def purge(self, limit: int) -> str:
         """'more' or 'done' (lua/task_purge.lua)."""
         return text(await self._run("task_purge", [limit]))
+
+    async def delete(self, key: str) -> tuple[str, str]:
+        """('ok' | 'missing' | 'invalid', the status when invalid)."""
+        res = await self._run("task_delete", [key])
+        return text(res[0]), text(res[1]) if len(res) > 1 else ""

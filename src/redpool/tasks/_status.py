@@ -85,6 +85,54 @@ class RunInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class JobMetrics:
+    """A key's run counters across its generations, until it is purged
+    (``JobHandle.metrics()``); runtimes in seconds."""
+
+    runs: int
+    succeeded: int
+    failed: int
+    timed_out: int
+    canceled: int
+    skipped: int
+    interrupted: int
+    total_runtime: float
+    last_runtime: float | None
+    max_runtime: float | None
+    last_finished_at: datetime | None
+    last_error: ErrorInfo | None
+
+    @property
+    def mean_runtime(self) -> float | None:
+        return self.total_runtime / self.runs if self.runs else None
+
+
+def decode_metrics(fields: dict[bytes, bytes]) -> JobMetrics:
+    def count(name: str) -> int:
+        try:
+            return int(fields.get(name.encode(), b"0"))
+        except ValueError:
+            return 0
+
+    runs = count("runs")
+    last = count("last")
+    return JobMetrics(
+        runs=runs,
+        succeeded=count("succeeded"),
+        failed=count("failed"),
+        timed_out=count("timed_out"),
+        canceled=count("canceled"),
+        skipped=count("skipped"),
+        interrupted=count("interrupted"),
+        total_runtime=count("rt") / 1000,
+        last_runtime=count("rl") / 1000 if runs else None,
+        max_runtime=count("rmax") / 1000 if runs else None,
+        last_finished_at=from_ms(last) if last else None,
+        last_error=decode_error(fields.get(b"err")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """One page of a listing; pass ``cursor`` back for the next (None: the last page)."""
 

@@ -1,0 +1,20 @@
+-- task_delete: delete a job that does not run: a finished one, or a scheduled or queued one
+-- (which is canceled first); its waiters are told (they find no job).
+-- ARG: key.
+-- Returns {'ok'} | {'missing'} | {'invalid', status} (on a worker: cancel it first).
+-- Invariant: a job on a worker is never deleted under it (its owner's reports would find no
+-- record and its slot would leak).
+local key = ARG[1]
+local rec = load_task(key)
+if rec == nil then return {'missing'} end
+if rec and (rec.s == 'starting' or rec.s == 'running' or rec.s == 'canceling') then
+  return {'invalid', rec.s}
+end
+if rec then
+  redis.call('ZREM', TDELAYED, key)
+  redis.call('ZREM', ready(rec.q), key)
+  if rec.ik then redis.call('DEL', idem(rec.ik)) end
+  for _, waiter in ipairs(rec.rw or {}) do send(waiter[1], {'done', waiter[2], key, 'deleted'}) end
+end
+forget(key, rec or nil)
+return {'ok'}
