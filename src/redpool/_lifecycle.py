@@ -14,17 +14,24 @@ dies, the next ``add_node`` finishes it once the deadline has passed.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis.asyncio as aioredis
+from structlog.typing import FilteringBoundLogger
 
 from ._keys import Keys
 from ._redis import address, connect, retry_transient, translate
 from ._scripts import PurgeStep, Scripts
+from ._tasks import call_maybe_async
 from ._types import Job
 from .errors import PoolError, PoolShuttingDownError
+
+if TYPE_CHECKING:
+    from ._lease import FencedJob
 
 # A tombstone outlives any pause or partition a node could come back from, yet expires.
 TOMBSTONE_MS = 7 * 24 * 3600 * 1000
@@ -67,6 +74,64 @@ async def purge(scripts: Scripts, overdue_only: bool, what: str) -> PurgeStep:
 
         await purge_tasks(scripts.client, scripts.keys, what)
     return step
+
+
+class LostJobs(Protocol):
+    """What handling a loss of state needs from the node's local workers (``_host.Host``)."""
+
+    def jobs(self) -> list[Job]: ...
+
+    def fence(self) -> list[FencedJob]: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None: ...
+
+
+def state_lost(
+    host: LostJobs,
+    log: FilteringBoundLogger,
+    hook: StateLostHook | None,
+    incarnation: str,
+    fenced: Sequence[Job],
+) -> None:
+    """Redis lost the pool's state (the heartbeat adopted ``incarnation``): nothing here runs
+    under a record any more. Every job here (and each one fenced meanwhile) is stopped, then
+    handed to ``hook`` in the background; the workers rejoin through the beat's missing list.
+    Never awaits user code: the heartbeat calls it."""
+    lost = {job.key: job for job in [*fenced, *host.jobs()]}
+    log.error(
+        "pool state lost in Redis; stopping this node's jobs and rejoining",
+        incarnation=incarnation,
+        jobs=len(lost),
+    )
+    stops = [f.stopped for f in host.fence()]
+    host.spawn(_report_lost(list(lost.values()), stops, hook), "reporting lost jobs")
+
+
+async def _report_lost(
+    jobs: list[Job], stops: list[asyncio.Future[bool]], hook: StateLostHook | None
+) -> None:
+    await asyncio.gather(*stops)
+    if hook is not None:
+        await call_maybe_async(hook, jobs)
+
+
+async def wait_for_nodes(client: aioredis.Redis, keys: Keys, timeout: float) -> None:
+    """A shutdown waits (at most ``timeout`` s, what is left of its deadline) until no lease
+    is live: every node stopped its jobs and left. Dead nodes are not waited for: their jobs
+    were theirs alone, and their keys are deleted with the pool."""
+
+    async def live_leases() -> int:
+        seconds, micros = await client.time()
+        now_ms = seconds * 1000 + micros // 1000
+        return int(await client.zcount(keys.leases, now_ms, "+inf"))
+
+    deadline = time.monotonic() + max(0.0, timeout)
+    delay = 0.01
+    while time.monotonic() < deadline:
+        if not await retry_transient(live_leases, deadline, "waiting for the nodes"):
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.25)
 
 
 def shutting_down(pool: str, step: PurgeStep) -> PoolShuttingDownError:

@@ -10,19 +10,19 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from ._codec import CorruptEntryError, Message, decode_record
+from ._codec import Message
 from ._dispatch import Dispatcher
 from ._host import Host
 from ._inbox import InboxReader, InboxRouter
 from ._keys import Keys
 from ._lease import Lease, LeaseClock
-from ._lifecycle import LifeChanged, PoolLife, purge, shutting_down
+from ._lifecycle import LifeChanged, PoolLife, purge, shutting_down, state_lost, wait_for_nodes
 from ._membership import Membership
 from ._options import Options
 from ._queries import Queries
@@ -32,14 +32,13 @@ from ._redis import (
     UNREACHABLE,
     Boundary,
     Outage,
-    awaitable,
     public,
     reader_client,
     retry_transient,
 )
 from ._schedule import Schedule, ticker_name
 from ._scripts import Beat, Scripts
-from ._tasks import call_maybe_async, cancel, supervise
+from ._tasks import cancel, supervise
 from ._ticker import Ticker
 from ._types import Job, JobHandler, JobInfo, JobProducer, WorkerInfo
 from ._validate import check_handler, check_key, check_name, interval_ms
@@ -251,24 +250,14 @@ class Node(TaskMethods):
     async def job_keys(self) -> list[str]:
         """Keys of every job in the pool, whatever its state (from admitted to stopping)."""
         self._check_open()
-        keys = await self._query(lambda: awaitable(self._client.hkeys(self._keys.jobs)), "job keys")
-        return sorted(k.decode() for k in keys)
+        return await self._query(self._queries.job_keys, "job keys")
 
     @public
     async def job_payload(self, key: str) -> bytes | None:
         """The payload of job ``key`` (b"" when empty), or None when there is no such job."""
         self._check_open()
         key = check_key(key)
-        raw = await self._query(
-            lambda: awaitable(self._client.hget(self._keys.jobs, key)), f"payload of {key!r}"
-        )
-        if raw is None:
-            return None
-        try:
-            return decode_record(cast(bytes, raw)).payload
-        except CorruptEntryError as exc:
-            self.log.warning("corrupt job record", key=key, error=str(exc))
-            return None
+        return await self._query(lambda: self._queries.job_payload(key), f"payload of {key!r}")
 
     @public
     async def job_info(self, key: str) -> JobInfo | None:
@@ -326,23 +315,9 @@ class Node(TaskMethods):
             raise PoolShuttingDownError(f"pool {self.pool_name!r} was shut down")
         await self._leave_for_shutdown()
         deadline_ms, now_ms = times  # one shutdown under way: wait for its deadline only
-        deadline = time.monotonic() + max(0, deadline_ms - now_ms) / 1000
-        delay = 0.01
-        while time.monotonic() < deadline:
-            live = await retry_transient(self._live_leases, deadline, "waiting for the nodes")
-            if not live:
-                break
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.25)
+        await wait_for_nodes(self._client, self._keys, (deadline_ms - now_ms) / 1000)
         await purge(self._scripts, False, f"deleting pool {self.pool_name!r}")
         await self._release_client()
-
-    async def _live_leases(self) -> int:
-        """Leases not yet expired: nodes still stopping their jobs (dead ones are not waited
-        for; their jobs were theirs alone and their keys are deleted with the pool)."""
-        seconds, micros = await self._client.time()
-        now_ms = seconds * 1000 + micros // 1000
-        return int(await self._client.zcount(self._keys.leases, now_ms, "+inf"))
 
     async def __aenter__(self) -> Node:
         return self
@@ -403,23 +378,9 @@ class Node(TaskMethods):
                 )
                 self._host.spawn(self._leave_for_shutdown(), "leaving the ended pool")
             return
-        # Redis lost the pool's state: nothing here runs under a record any more. The jobs
-        # stop; the workers rejoin through this beat's missing list.
-        lost = {job.key: job for job in [*fenced, *self._host.jobs()]}
-        self.log.error(
-            "pool state lost in Redis; stopping this node's jobs and rejoining",
-            incarnation=beat.incarnation,
-            jobs=len(lost),
-        )
         if self._inbox is not None:
             self._inbox.restart()  # both streams were recreated: their ids start afresh
-        stops = [f.stopped for f in self._host.fence()]
-        self._host.spawn(self._report_lost(list(lost.values()), stops), "reporting lost jobs")
-
-    async def _report_lost(self, jobs: list[Job], stops: list[asyncio.Future[bool]]) -> None:
-        await asyncio.gather(*stops)
-        if self._opts.on_state_lost is not None:
-            await call_maybe_async(self._opts.on_state_lost, jobs)
+        state_lost(self._host, self.log, self._opts.on_state_lost, beat.incarnation, fenced)
 
     async def _leave_for_shutdown(self) -> None:
         if self._shutdown:

@@ -1,15 +1,16 @@
-"""Read-only views of the whole pool for users, a CLI or a dashboard: which worker runs
-which job, and where each worker lives. Each call costs one script round trip per page of at
-most ``PAGE`` jobs, and reads no payload."""
+"""Read-only views of the whole pool for users, a CLI or a dashboard: which jobs exist, which
+worker runs which job, and where each worker lives. The listings cost one script round trip
+per page of at most ``PAGE`` jobs and read no payload (only ``job_payload`` does)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import redis.asyncio as aioredis
 from structlog.typing import FilteringBoundLogger
 
-from ._codec import CorruptEntryError, decode_job_info, decode_worker
+from ._codec import CorruptEntryError, decode_job_info, decode_record, decode_worker
 from ._keys import Keys
 from ._redis import awaitable
 from ._scripts import Scripts
@@ -27,6 +28,20 @@ class Queries:
         self._keys = keys
         self._scripts = scripts
         self._log = log
+
+    async def job_keys(self) -> list[str]:
+        keys = await awaitable(self._client.hkeys(self._keys.jobs))
+        return sorted(k.decode() for k in keys)
+
+    async def job_payload(self, key: str) -> bytes | None:
+        raw = await awaitable(self._client.hget(self._keys.jobs, key))
+        if raw is None:
+            return None
+        try:
+            return decode_record(cast(bytes, raw)).payload
+        except CorruptEntryError as exc:
+            self._log.warning("corrupt job record", key=key, error=str(exc))
+            return None
 
     async def job_info(self, key: str) -> JobInfo | None:
         (info,) = await self._infos([key])
