@@ -212,13 +212,16 @@ async def test_thousands_of_concurrent_calls_stay_within_max_connections(fresh_r
     worker_node = await redpool.add_node("cap", server.url, **FAST)
     handler = Recorder()
     await worker_node.add_worker(handler)
-    await worker_node.dispatch_job("k")
+    keys = ["k0", "k1", "k2", "k3"]
+    for key in keys:
+        await worker_node.dispatch_job(key)
     url = f"redis://127.0.0.1:{server.port}/0?client_name=notifier"
     sender = await redpool.add_node("cap", url, client_only=True, max_connections=20, **FAST)
     admin = aioredis.Redis(port=server.port)
     most = 0
+    # 500 per job: fewer than may wait for one job (1,000), however slowly they are taken.
     sending = asyncio.ensure_future(
-        asyncio.gather(*(sender.notify_worker("k", b"%d" % i) for i in range(2000)))
+        asyncio.gather(*(sender.notify_worker(keys[i % 4], b"%d" % i) for i in range(2000)))
     )
     while not sending.done():
         clients = await admin.client_list()
