@@ -181,13 +181,19 @@ class Host:
         await asyncio.gather(*(worker._stop_all() for worker in workers))
         async with self._registration:
             ids = [worker.id for worker in workers]
-            await retry_transient(
-                lambda: self._scripts.leave(ids),
-                time.monotonic() + self._opts.worker_ttl,
-                f"removing workers {', '.join(ids)}",
-            )
-            for worker_id in ids:
-                self.workers.pop(worker_id, None)
+            try:
+                await retry_transient(
+                    lambda: self._scripts.leave(ids),
+                    time.monotonic() + self._opts.worker_ttl,
+                    f"removing workers {', '.join(ids)}",
+                )
+            finally:
+                # Gone from here also when they could not leave (Redis unreachable): the
+                # heartbeat no longer renews their leases, which expire, and the reap hands
+                # their jobs (stopped here above) on, instead of leaving them recorded on
+                # retired workers that run nothing.
+                for worker_id in ids:
+                    self.workers.pop(worker_id, None)
         await self.refresh_ring()
 
     def close(self) -> None:

@@ -7,10 +7,11 @@ import asyncio
 import contextlib
 from collections import Counter
 
+import pytest
 import redis.asyncio as aioredis
 
 import redpool
-from tests.helpers import eventually
+from tests.helpers import Recorder, eventually
 from tests.invariants import check_no_overlap, episodes, runs_exactly_once
 
 TTL = 2.0
@@ -108,3 +109,26 @@ async def test_an_outage_shorter_than_the_ttl_moves_no_job(
     starts = Counter(e.key for e in episodes(events_file, {}))
     assert set(starts.values()) == {1}, "a job was restarted"
     await client.close()
+
+
+async def test_a_worker_whose_removal_failed_in_an_outage_hands_its_jobs_on(fresh_redis):
+    server = fresh_redis(appendonly=True)
+    node = await redpool.add_node("rm", server.url, worker_ttl=1.0, ack_grace_period=1.0)
+    try:
+        leaving, staying = Recorder("leaving"), Recorder("staying")
+        gone = await node.add_worker(leaving)
+        await node.add_worker(staying)
+        keys = [f"k{i}" for i in range(8)]
+        for key in keys:
+            await node.dispatch_job(key)
+        assert leaving.running, "some jobs run on the worker to remove"
+        server.stop()
+        with pytest.raises(redpool.RedisUnavailableError):
+            await node.remove_worker(gone)  # stopped its jobs here, but could not leave
+        server.start()
+        # Was: its jobs stayed recorded on it (the heartbeat kept renewing its lease) and ran
+        # nowhere. Now its lease runs out, and the reap hands them on.
+        await eventually(lambda: set(staying.running) == set(keys), 15, "all run on 'staying'")
+        assert leaving.running == {}
+    finally:
+        await node.close()
