@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 import structlog
 
 import redpool
+from redpool._tasks import supervise
 from tests.helpers import Recorder, eventually
 
 
@@ -136,3 +137,36 @@ async def test_an_outage_logs_one_warning_per_loop_and_one_line_when_redis_is_ba
         assert len(events(node, "Redis reachable again")) == 1
     fencing = "lease not renewed in time; fencing: stopping all jobs here"
     assert events(full, fencing) and not events(client, fencing), "client-only nodes host nothing"
+
+
+async def test_a_failing_loop_step_is_retried_with_backoff_reported_and_recovers():
+    class Reports:
+        def __init__(self) -> None:
+            self.failures: list[tuple[str, str, float]] = []
+            self.recovered: list[str] = []
+
+        def failed(self, loop: str, exc: BaseException, retry_in: float) -> None:
+            self.failures.append((loop, str(exc), retry_in))
+
+        def succeeded(self, loop: str) -> None:
+            self.recovered.append(loop)
+
+    steps: list[int] = []
+
+    async def step() -> bool:
+        steps.append(len(steps))
+        if len(steps) in (2, 3, 4):  # the loop ran fine, then fails three times in a row
+            raise ConnectionError(f"failure {len(steps)}")
+        return len(steps) == 6  # two good steps after the failures, then its work is over
+
+    reports = Reports()
+    await asyncio.wait_for(supervise("flaky", step, reports), 10)
+    assert len(steps) == 6
+    assert [(loop, error) for loop, error, _ in reports.failures] == [
+        ("flaky", "failure 2"),
+        ("flaky", "failure 3"),
+        ("flaky", "failure 4"),
+    ]
+    waits = [retry_in for _, _, retry_in in reports.failures]
+    assert waits[0] > 0 and waits[2] > waits[0], f"no backoff: {waits}"
+    assert reports.recovered == ["flaky"]

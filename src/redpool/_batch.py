@@ -12,43 +12,43 @@ R = TypeVar("R")
 
 class Batcher(Generic[T, R]):
     """``await batcher.submit(item)`` returns ``flush([... item ...])[i]``; the items submitted
-    before the flush task runs are flushed together, in calls of at most ``max_batch`` items."""
+    in one event-loop turn are flushed together, in calls of at most ``max_batch`` items.
+
+    The first submit of a batch creates the task that flushes it. A task's first step runs in
+    the loop's next turn, after every callback of this one, so the batch holds all of this
+    turn's items without waiting a turn more."""
 
     def __init__(
         self, flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]], max_batch: int = 500
     ) -> None:
         self._flush = flush
         self._max_batch = max_batch
-        self._items: list[tuple[T, asyncio.Future[R]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._open: list[tuple[T, asyncio.Future[R]]] | None = None  # the batch still filling
+        self._tasks: set[asyncio.Task[None]] = set()  # held until done (else collectable)
 
     def submit(self, item: T) -> asyncio.Future[R]:
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._items.append((item, fut))
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
+        batch = self._open
+        if batch is None or len(batch) >= self._max_batch:
+            batch = self._open = []
+            task = asyncio.create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        batch.append((item, fut))
         return fut
 
-    async def _run(self) -> None:
-        await asyncio.sleep(0)  # let the other callers of this turn join the batch
-        items, self._items, self._task = self._items, [], None
-        await asyncio.gather(
-            *(
-                self._flush_chunk(items[i : i + self._max_batch])
-                for i in range(0, len(items), self._max_batch)
-            )
-        )
-
-    async def _flush_chunk(self, items: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        if self._open is batch:
+            self._open = None
         try:
-            results = await self._flush([item for item, _ in items])
+            results = await self._flush([item for item, _ in batch])
         except BaseException as exc:
-            for _, fut in items:
+            for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, fut), result in zip(items, results, strict=True):
+        for (_, fut), result in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(result)

@@ -184,14 +184,26 @@ class Dispatcher:
 
     async def _wait(self, waiter: _Waiter) -> tuple[str, str]:
         """The reply, once it comes before the waiter's (possibly extended) deadline; raises
-        asyncio.TimeoutError otherwise."""
-        while True:
+        asyncio.TimeoutError otherwise. The reply future is awaited itself (asyncio.wait would
+        cost two loop turns more per call); a timer fails it at the deadline, or sets itself
+        again when a requeue has pushed the deadline."""
+        loop = asyncio.get_running_loop()
+        timer: asyncio.TimerHandle | None = None
+
+        def expire() -> None:
+            nonlocal timer
             remaining = waiter.deadline - time.monotonic()
-            if remaining <= 0:
-                raise asyncio.TimeoutError
-            await asyncio.wait((waiter.reply,), timeout=remaining)
-            if waiter.reply.done():
-                return waiter.reply.result()
+            if remaining > 0:
+                timer = loop.call_later(remaining, expire)
+            elif not waiter.reply.done():
+                waiter.reply.set_exception(asyncio.TimeoutError())
+
+        expire()
+        try:
+            return await waiter.reply
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def _admit(self, key: str, payload: bytes, waiter: _Waiter) -> None:
         tries = 0

@@ -439,6 +439,7 @@ class Node(TaskMethods):
         self.log.info("node left", reason=str(reason))
 
     async def _release_client(self) -> None:
+        await self._scripts.aclose()
         if self._reader_client is not None:
             await self._reader_client.aclose()
         if self._owns_client:

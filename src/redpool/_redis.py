@@ -13,6 +13,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions as rex
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from structlog.typing import FilteringBoundLogger
@@ -133,6 +134,37 @@ def reader_client(client: aioredis.Redis, block_s: float) -> aioredis.Redis:
 def reader_timeout(block_s: float) -> float:
     """How long the reader waits for an XREAD that blocks ``block_s`` seconds."""
     return block_s + max(1.0, block_s / 2)
+
+
+class Lane:
+    """A connection of its own for one hot script (admit on the dispatching side, started on
+    the worker side). A call on it skips the pool's checkout (a lock and a health-check read)
+    and redis-py's send timeout (a task per command); its caller bounds the whole call by
+    ``timeout`` (the client's socket timeout) instead. One call at a time: a call made while
+    it is busy takes a connection of the pool, so it never limits concurrency."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._pool = client.connection_pool
+        self.timeout: float | None = self._pool.connection_kwargs.get("socket_timeout")
+        self._conn: AbstractConnection | None = None
+        self._busy = False
+
+    def take(self) -> AbstractConnection | None:
+        """The lane's connection (connected on first use), or None while a call is on it."""
+        if self._busy:
+            return None
+        self._busy = True
+        if self._conn is None:
+            kwargs = {**self._pool.connection_kwargs, "socket_timeout": None}
+            self._conn = self._pool.connection_class(**kwargs)
+        return self._conn
+
+    def give_back(self) -> None:
+        self._busy = False
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            await self._conn.disconnect()
 
 
 def address(client: aioredis.Redis) -> str:

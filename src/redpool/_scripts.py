@@ -2,10 +2,12 @@
 
 Each script is ``lua/_prelude.lua`` followed by the script's own file, behind a Redis 7
 shebang line for the scripts flagged ``allow-oom`` (the flags are part of the loaded source, so
-EVALSHA runs with them). EVALSHA is sent on a connection of the client's pool without
-redis-py's own retry (which would run a script again after a lost reply, blindly): a call
-either answers, or fails and leaves retrying to redpool, whose retries of mutating scripts
-carry request ids. A NOSCRIPT answer (after a restart) loads the script and sends it again.
+EVALSHA runs with them). EVALSHA is sent on a connection of the client's pool (the two
+scripts on every dispatch's path, admit and started, have a connection of their own:
+``_redis.Lane``) without redis-py's own retry (which would run a script again after a lost
+reply, blindly): a call either answers, or fails and leaves retrying to redpool, whose retries
+of mutating scripts carry request ids. A NOSCRIPT answer (after a restart) loads the script
+and sends it again.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, ResponseError
 
 from ._codec import text
 from ._keys import Keys
+from ._redis import Lane
+from ._tasks import within
 from .errors import Requeue
 
 _NAMES = (
@@ -235,20 +240,41 @@ class ScriptRunner:
         self._shas = {
             name: hashlib.sha1(src.encode()).hexdigest() for name, src in self._sources.items()
         }
+        # The scripts on the path of every dispatch (admit, then the worker's started) get
+        # connections of their own, connected on first use.
+        self._lanes = {name: Lane(client) for name in ("admit", "started")}
 
     async def _run(self, name: str, args: Sequence[str | int | bytes]) -> Any:
         argv = [*self._keys, *self._templates, *args]
         try:
-            return await self._evalsha(self._shas[name], argv)
+            return await self._evalsha(name, argv)
         except NoScriptError:
             await self._client.script_load(self._sources[name])
-            return await self._evalsha(self._shas[name], argv)
+            return await self._evalsha(name, argv)
 
-    async def _evalsha(self, sha: str, argv: Sequence[str | int | bytes]) -> Any:
-        """One EVALSHA, never sent twice: a connection that failed mid-call (or whose call
-        was cancelled) is dropped, as its reply may still be on its way."""
+    async def _evalsha(self, name: str, argv: Sequence[str | int | bytes]) -> Any:
+        """One EVALSHA, on the script's lane when it has one and it is free, else on a
+        connection of the pool."""
+        lane = self._lanes.get(name)
+        conn = None if lane is None else lane.take()
+        if conn is not None:
+            assert lane is not None
+            try:
+                return await within(self._send(conn, self._shas[name], argv), lane.timeout)
+            finally:
+                lane.give_back()
         pool = self._client.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            return await self._send(conn, self._shas[name], argv)
+        finally:
+            await pool.release(conn)
+
+    async def _send(
+        self, conn: AbstractConnection, sha: str, argv: Sequence[str | int | bytes]
+    ) -> Any:
+        """Send the call and read its reply, never twice: a connection that failed mid-call
+        (or whose call was cancelled) is dropped, as its reply may still be on its way."""
         try:
             await conn.send_command("EVALSHA", sha, len(self._keys), *argv)
             return await conn.read_response()
@@ -257,8 +283,11 @@ class ScriptRunner:
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
-        finally:
-            await pool.release(conn)
+
+    async def aclose(self) -> None:
+        """Close the lanes' connections (the client's pool is its owner's to close)."""
+        for lane in self._lanes.values():
+            await lane.aclose()
 
 
 class Scripts(ScriptRunner):

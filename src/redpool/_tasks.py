@@ -1,8 +1,8 @@
 """Task utilities: supervised background loops, timeouts, cancellation, and the threads
 that run sync user callbacks.
 
-A supervised loop survives errors: each iteration is retried with exponential backoff and
-jitter (tenacity), logged with the loop's name, and only cancellation stops it. Timeouts use
+A supervised loop survives errors: a failed iteration is retried with exponential backoff and
+jitter (tenacity), reported with the loop's name, and only cancellation stops it. Timeouts use
 asyncio.wait rather than asyncio.wait_for, whose Python 3.10/3.11 versions can lose a
 cancellation that arrives together with the timeout (the task then never stops)."""
 
@@ -130,24 +130,39 @@ def supervise(
     max_backoff: float = 2.0,
 ) -> asyncio.Task[None]:
     """Run ``step`` again and again in a task named ``name`` until the task is cancelled or
-    a step returns True (its work is over, e.g. a schedule that ended)."""
+    a step returns True (its work is over, e.g. a schedule that ended). Steps run in a plain
+    loop: tenacity, whose per-attempt machinery costs more than a fast step, takes over only
+    after a step failed, retrying with backoff until one succeeds."""
 
     def report(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         if exc is not None:
             failures.failed(name, exc, state.upcoming_sleep)
 
+    async def recover(failure: Exception) -> bool | None:
+        """Retry ``step`` after ``failure`` (attempt 1), with backoff, until one succeeds."""
+        first = True
+        done: bool | None = False
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential_jitter(multiplier=0.02, max=max_backoff, jitter=0.05),
+            before_sleep=report,
+        ):
+            with attempt:
+                if first:
+                    first = False
+                    raise failure
+                done = await step()
+        failures.succeeded(name)
+        return done
+
     async def run() -> None:
         done: bool | None = False
         while not done:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(Exception),
-                wait=wait_exponential_jitter(multiplier=0.02, max=max_backoff, jitter=0.05),
-                before_sleep=report,
-            ):
-                with attempt:
-                    done = await step()
-            failures.succeeded(name)
+            try:
+                done = await step()
+            except Exception as exc:
+                done = await recover(exc)
 
     return asyncio.create_task(run(), name=f"redpool:{name}")
 
