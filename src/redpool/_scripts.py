@@ -113,6 +113,15 @@ def requeue_message(requeue: Requeue) -> str:
     return f"{delay_ms} {requeue.max_attempts}"
 
 
+def _bulks(args: Sequence[str | int | bytes]) -> bytes:
+    """``args`` as RESP bulk strings, encoded as redis-py does (str as UTF-8, int in decimal)."""
+    out = []
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
 @dataclass(frozen=True, slots=True)
 class Admission:
     """One job of an admit call."""
@@ -240,19 +249,27 @@ class ScriptRunner:
         self._shas = {
             name: hashlib.sha1(src.encode()).hexdigest() for name, src in self._sources.items()
         }
+        # Every call's command starts with the same arguments (the sha, the keys and the key
+        # templates): they are encoded once, not on every call.
+        fixed = [*self._keys, *self._templates]
+        self._fixed = 3 + len(fixed)
+        self._heads = {
+            name: _bulks(["EVALSHA", sha, len(self._keys), *fixed])
+            for name, sha in self._shas.items()
+        }
         # The scripts on the path of every dispatch (admit, then the worker's started) get
         # connections of their own, connected on first use.
         self._lanes = {name: Lane(client) for name in ("admit", "started")}
 
     async def _run(self, name: str, args: Sequence[str | int | bytes]) -> Any:
-        argv = [*self._keys, *self._templates, *args]
+        command = [b"*%d\r\n" % (self._fixed + len(args)), self._heads[name], _bulks(args)]
         try:
-            return await self._evalsha(name, argv)
+            return await self._evalsha(name, command)
         except NoScriptError:
             await self._client.script_load(self._sources[name])
-            return await self._evalsha(name, argv)
+            return await self._evalsha(name, command)
 
-    async def _evalsha(self, name: str, argv: Sequence[str | int | bytes]) -> Any:
+    async def _evalsha(self, name: str, command: list[bytes]) -> Any:
         """One EVALSHA, on the script's lane when it has one and it is free, else on a
         connection of the pool."""
         lane = self._lanes.get(name)
@@ -260,23 +277,21 @@ class ScriptRunner:
         if conn is not None:
             assert lane is not None
             try:
-                return await within(self._send(conn, self._shas[name], argv), lane.timeout)
+                return await within(self._send(conn, command), lane.timeout)
             finally:
                 lane.give_back()
         pool = self._client.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            return await self._send(conn, self._shas[name], argv)
+            return await self._send(conn, command)
         finally:
             await pool.release(conn)
 
-    async def _send(
-        self, conn: AbstractConnection, sha: str, argv: Sequence[str | int | bytes]
-    ) -> Any:
+    async def _send(self, conn: AbstractConnection, command: list[bytes]) -> Any:
         """Send the call and read its reply, never twice: a connection that failed mid-call
         (or whose call was cancelled) is dropped, as its reply may still be on its way."""
         try:
-            await conn.send_command("EVALSHA", sha, len(self._keys), *argv)
+            await conn.send_packed_command(command)
             return await conn.read_response()
         except ResponseError:
             raise  # a whole reply was read: the connection is fine
