@@ -241,6 +241,7 @@ class ScriptRunner:
         keys: list[str],
         templates: list[str],
         script_sources: dict[str, str],
+        lanes: Sequence[str] = (),
     ) -> None:
         self._client = client
         self._keys = keys
@@ -257,9 +258,7 @@ class ScriptRunner:
             name: _bulks(["EVALSHA", sha, len(self._keys), *fixed])
             for name, sha in self._shas.items()
         }
-        # The scripts on the path of every dispatch (admit, then the worker's started) get
-        # connections of their own, connected on first use.
-        self._lanes = {name: Lane(client) for name in ("admit", "started")}
+        self._lanes = {name: Lane(client) for name in lanes}  # connected on first use
 
     async def _run(self, name: str, args: Sequence[str | int | bytes]) -> Any:
         command = [b"*%d\r\n" % (self._fixed + len(args)), self._heads[name], _bulks(args)]
@@ -309,7 +308,11 @@ class Scripts(ScriptRunner):
     """Typed entry points to the pool's atomic operations."""
 
     def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
-        super().__init__(client, keys.script_keys(), keys.script_templates(), sources())
+        # The scripts on the path of every dispatch (admit, then the worker's started) get
+        # connections of their own.
+        super().__init__(
+            client, keys.script_keys(), keys.script_templates(), sources(), ("admit", "started")
+        )
         self._schedule_template = keys.schedule_jobs_template
         self.client = client
         self.keys = keys  # for the tasks layer's purge (lifecycle.purge)
