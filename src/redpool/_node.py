@@ -314,8 +314,8 @@ class Node(TaskMethods):
         if times is None:
             raise PoolShuttingDownError(f"pool {self.pool_name!r} was shut down")
         await self._leave_for_shutdown()
-        deadline_ms, now_ms = times  # one shutdown under way: wait for its deadline only
-        await wait_for_nodes(self._client, self._keys, (deadline_ms - now_ms) / 1000)
+        # One shutdown under way (this one, or an earlier one): wait for its deadline only.
+        await wait_for_nodes(self._client, self._keys, times.left)
         await purge(self._scripts, False, f"deleting pool {self.pool_name!r}")
         await self._release_client()
 

@@ -75,15 +75,16 @@ class Queries:
 
     async def pool_workers(self) -> list[WorkerInfo]:
         out = []
-        for worker_id, raw, count in await self._scripts.pool_workers():
+        for entry in await self._scripts.pool_workers():
+            worker_id = entry.worker
             try:
-                rec = decode_worker(raw)
+                rec = decode_worker(entry.record)
             except CorruptEntryError as exc:
                 self._log.warning("corrupt worker record", worker=worker_id, error=str(exc))
                 continue
             node_id = worker_id.split(".", 1)[0]
             created = from_ms(rec.created_ms)
-            out.append(WorkerInfo(worker_id, node_id, created, rec.host, rec.pid, count))
+            out.append(WorkerInfo(worker_id, node_id, created, rec.host, rec.pid, entry.job_count))
         return sorted(out, key=lambda w: w.created_at)
 
     async def _infos(self, keys: Sequence[str]) -> list[JobInfo | None]:

@@ -211,6 +211,28 @@ class Beat:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerEntry:
+    """A registered worker, as ``pool_workers`` reads it."""
+
+    worker: str
+    record: bytes  # msgpack {c: created ms, h: host, p: pid}
+    job_count: int  # the size of its owned set
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownTimes:
+    """A shutdown under way, in server ms."""
+
+    deadline_ms: int  # after which anyone may finish it
+    now_ms: int
+
+    @property
+    def left(self) -> float:
+        """Seconds until the deadline."""
+        return max(0, self.deadline_ms - self.now_ms) / 1000
+
+
+@dataclass(frozen=True, slots=True)
 class PurgeStep:
     status: str  # 'none', 'pending', 'more' or 'done' (lua/purge.lua)
     incarnation: str
@@ -427,11 +449,12 @@ class Scripts(ScriptRunner):
             ]
         return out
 
-    async def pool_workers(self) -> list[tuple[str, bytes, int]]:
-        """(worker id, raw worker record, job count) of every registered worker."""
+    async def pool_workers(self) -> list[WorkerEntry]:
+        """Every registered worker."""
         flat = await self._run("pool_workers", [])
         return [
-            (text(flat[i]), bytes(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)
+            WorkerEntry(text(flat[i]), bytes(flat[i + 1]), int(flat[i + 2]))
+            for i in range(0, len(flat), 3)
         ]
 
     async def job_infos(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -483,11 +506,11 @@ class Scripts(ScriptRunner):
     async def ticker(self, name: str, interval_ms: int) -> None:
         await self._run("ticker", [name, interval_ms])
 
-    async def shutdown(self, incarnation: str, ttl_ms: int) -> tuple[int, int] | None:
-        """(deadline ms, now ms) of the shutdown under way; None when the node's incarnation
-        is not the pool's."""
+    async def shutdown(self, incarnation: str, ttl_ms: int) -> ShutdownTimes | None:
+        """The times of the shutdown under way; None when the node's incarnation is not the
+        pool's."""
         res = await self._run("shutdown", [incarnation, ttl_ms])
-        return (int(res[1]), int(res[2])) if text(res[0]) == "ok" else None
+        return ShutdownTimes(int(res[1]), int(res[2])) if text(res[0]) == "ok" else None
 
     async def purge(
         self, incarnation: str, overdue_only: bool, limit: int, tombstone_ms: int
