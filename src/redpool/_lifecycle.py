@@ -26,7 +26,7 @@ from structlog.typing import FilteringBoundLogger
 from ._keys import Keys
 from ._redis import address, connect, retry_transient, translate
 from ._scripts import PurgeStep, Scripts
-from ._tasks import call_maybe_async
+from ._threads import call_maybe_async
 from ._types import Job
 from .errors import PoolError, PoolShuttingDownError
 

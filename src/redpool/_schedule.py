@@ -13,7 +13,7 @@ from structlog.typing import FilteringBoundLogger
 from ._dispatch import Dispatcher
 from ._keys import Keys
 from ._redis import awaitable
-from ._tasks import call_maybe_async
+from ._threads import call_maybe_async
 from ._ticker import Ticker
 from ._types import JobParam, JobPlan, JobProducer
 from .errors import JobExistsError, JobNotFoundError, PoolError, ScheduleStop

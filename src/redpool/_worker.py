@@ -16,7 +16,8 @@ from structlog.typing import FilteringBoundLogger
 
 from ._options import Options
 from ._scripts import requeue_message
-from ._tasks import TaskSet, Threads, abandon, call_maybe_async, finish_within
+from ._tasks import TaskSet, abandon, finish_within
+from ._threads import Threads, call_maybe_async
 from ._types import Job, JobHandler, NotificationHandler
 from .errors import PoolError, Requeue
 
