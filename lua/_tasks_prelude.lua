@@ -4,10 +4,10 @@
 -- names the keys; LEASES and META are the pool core's):
 --   KEYS[1..9] = tjobs, tworkers, tdelayed, tmeta, tdone, leases, meta, tqueues, tnodes
 --                (one hash tag: the pool)
---   ARGV[1..10] = templates of tdata:<key>, truns:<key>, tinbox:<node>, tready:<queue>,
+--   ARGV[1..11] = templates of tdata:<key>, truns:<key>, tinbox:<node>, tready:<queue>,
 --                twruns:<worker>, twq:<worker>|<queue>, tidem:<idempotency key>,
---                tstatus:<status>, tqactive:<queue>, tstats:<key>
---   ARG[i]     = ARGV[i + 10]: the script's own arguments
+--                tstatus:<status>, tqactive:<queue>, tstats:<key>, tnext:<key>
+--   ARG[i]     = ARGV[i + 11]: the script's own arguments
 --
 -- Task record (msgpack map in TJOBS[key]): s status, t task name, q queue, g generation,
 --   e epoch (drawn from TMETA.epoch on every placement: the fencing token), w worker ('' when
@@ -24,9 +24,9 @@ local TJOBS, TWORKERS, TDELAYED, TMETA, TDONE = KEYS[1], KEYS[2], KEYS[3], KEYS[
 local LEASES, META, TQUEUES, TNODES = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local DATA_T, RUNS_T, INBOX_T, READY_T = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local WRUNS_T, WQ_T, IDEM_T, STATUS_T, ACTIVE_T = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local STATS_T = ARGV[10]
+local STATS_T, NEXT_T = ARGV[10], ARGV[11]
 local ARG = {}
-for i = 11, #ARGV do ARG[i - 10] = ARGV[i] end
+for i = 12, #ARGV do ARG[i - 11] = ARGV[i] end
 
 local TERMINAL = {succeeded = true, failed = true, timed_out = true, canceled = true, skipped = true}
 local HISTORY = 20 -- runs kept per key in truns:<key>
@@ -45,6 +45,7 @@ local function idem(k) return fill(IDEM_T, k) end
 local function by_status(status) return fill(STATUS_T, status) end
 local function active(queue) return fill(ACTIVE_T, queue) end
 local function stats(key) return fill(STATS_T, key) end
+local function next_of(key) return fill(NEXT_T, key) end
 local function node_of(worker) return string.match(worker, '^([^.]+)%.') end
 
 local function now_ms()
@@ -203,10 +204,57 @@ local function forget(key, rec)
   if rec then redis.call('ZREM', by_status(rec.s), key) end
   redis.call('HDEL', TJOBS, key)
   redis.call('ZREM', TDONE, key)
-  redis.call('DEL', data(key), runs(key), stats(key))
+  redis.call('DEL', data(key), runs(key), stats(key), next_of(key))
 end
 
--- The generation ends: status, purge time, waiters told (they read the result themselves).
+-- A generation of ``key`` (or none when ``entry`` is nil) becomes its record: scheduled,
+-- placed on a worker, or queued. ``entry``: {g, t, q, o options, d delay ms (-1: now), ik,
+-- c created ms, rw waiters}; the params are already in tdata:<key> 'p'.
+local function admit(key, entry, now)
+  local opts = entry.o
+  local rec = {
+    s = 'new', t = entry.t, q = entry.q, g = entry.g, e = 0, w = '', a = 0, ma = opts.ma or 1,
+    ni = 0, mi = opts.mi or 3, to = opts.to or 0, rs = opts.rs, pri = opts.pri or 0,
+    c = entry.c, kp = opts.kp, kf = opts.kf, tn = opts.tn, lb = opts.lb, ik = entry.ik,
+    rw = entry.rw,
+  }
+  if entry.d >= 0 then
+    rec.due = now + entry.d
+    set_status(key, rec, 'scheduled')
+    save_task(key, rec)
+    redis.call('ZADD', TDELAYED, rec.due, key)
+  else
+    place(key, rec, now)
+  end
+  return rec
+end
+
+-- The key's finished generation gives way to the head of its per-key queue, if any.
+local function promote(key, now)
+  local raw = redis.call('LPOP', next_of(key))
+  if not raw then return end
+  local entry = decode(raw)
+  if not entry then return end
+  local old = load_task(key)
+  if old then
+    redis.call('ZREM', by_status(old.s), key)
+    redis.call('ZREM', TDONE, key)
+  end
+  local params = redis.call('HGET', data(key), 'p' .. entry.g) or ''
+  local pending = redis.call('HGETALL', data(key))
+  redis.call('DEL', data(key))
+  for i = 1, #pending, 2 do  -- the params of the generations still queued stay
+    if string.match(pending[i], '^p%d+$') and pending[i] ~= 'p' .. entry.g then
+      redis.call('HSET', data(key), pending[i], pending[i + 1])
+    end
+  end
+  redis.call('HSET', data(key), 'p', params)
+  admit(key, entry, now)
+end
+
+-- The generation ends: status, purge time, waiters told (with the result or error when
+-- small, so a waiter need not read it after the next generation replaced it), and the next
+-- generation of its per-key queue admitted.
 local function finish(key, rec, status, now)
   free_slot(key, rec)
   rec.w, rec.fin, rec.cf = '', now, nil
@@ -215,9 +263,16 @@ local function finish(key, rec, status, now)
   if status ~= 'succeeded' then keep = rec.kf or 604800000 end
   redis.call('ZADD', TDONE, now + keep, key)
   redis.call('HSET', data(key), 'st', status)
-  for _, waiter in ipairs(rec.rw or {}) do send(waiter[1], {'done', waiter[2], key, status}) end
+  local field = 'err'
+  if status == 'succeeded' then field = 'res' end
+  local value = redis.call('HGET', data(key), field) or ''
+  if #value > 16384 then value = false end
+  for _, waiter in ipairs(rec.rw or {}) do
+    send(waiter[1], {'done', waiter[2], key, status, rec.g, value})
+  end
   rec.rw = nil
   save_task(key, rec)
+  promote(key, now)
 end
 
 -- A run ended without an outcome of its own (its worker died, fenced, or left): the job goes

@@ -1,19 +1,35 @@
--- task_cancel: cancel a job. A scheduled or queued one ends at once; a starting or running
--- one is flagged (cf, status canceling) and its owner is told; the owner stops the code and
--- reports 'canceled' (its worker's death ends it as canceled too).
--- ARG: key.
+-- task_cancel: cancel a generation of a job. A scheduled or queued one ends at once, and so
+-- does one still waiting in its key's FIFO; a starting or running one is flagged (cf, status
+-- canceling) and its owner is told; the owner stops the code and reports 'canceled' (its
+-- worker's death ends it as canceled too).
+-- ARG: key, generation (0: the current).
 -- Returns {status after the call, generation} | {'missing'}.
 -- Invariant: the request is a flag in the record, so it survives restarts of any node; a
--- canceled job never starts again.
-local key, now = ARG[1], now_ms()
+-- canceled generation never starts again.
+local key, wanted, now = ARG[1], tonumber(ARG[2]), now_ms()
 local rec = load_task(key)
 if not rec then return {'missing'} end
+if wanted > 0 and rec.g > wanted then return {'canceled', wanted} end  -- long over
+if wanted > 0 and rec.g < wanted then
+  for _, raw in ipairs(redis.call('LRANGE', next_of(key), 0, -1)) do
+    local entry = decode(raw)
+    if entry and entry.g == wanted then
+      redis.call('LREM', next_of(key), 1, raw)
+      redis.call('HDEL', data(key), 'p' .. wanted)
+      for _, waiter in ipairs(entry.rw or {}) do
+        send(waiter[1], {'done', waiter[2], key, 'canceled', wanted, ''})
+      end
+      return {'canceled', wanted}
+    end
+  end
+  return {'missing'}
+end
 if TERMINAL[rec.s] or rec.s == 'canceling' then return {rec.s, rec.g} end
 if rec.s == 'scheduled' or rec.s == 'queued' then
   redis.call('ZREM', TDELAYED, key)
   redis.call('ZREM', ready(rec.q), key)
   finish(key, rec, 'canceled', now)
-  return {rec.s, rec.g}
+  return {'canceled', rec.g}
 end
 rec.cf = 1
 set_status(key, rec, 'canceling')

@@ -1,5 +1,6 @@
 -- task_delete: delete a job that does not run: a finished one, or a scheduled or queued one
--- (which is canceled first); its waiters are told (they find no job).
+-- (which is canceled first), with the generations waiting in its per-key queue; their
+-- waiters are told (they find no job).
 -- ARG: key.
 -- Returns {'ok'} | {'missing'} | {'invalid', status} (on a worker: cancel it first).
 -- Invariant: a job on a worker is never deleted under it (its owner's reports would find no
@@ -15,6 +16,12 @@ if rec then
   redis.call('ZREM', ready(rec.q), key)
   if rec.ik then redis.call('DEL', idem(rec.ik)) end
   for _, waiter in ipairs(rec.rw or {}) do send(waiter[1], {'done', waiter[2], key, 'deleted'}) end
+end
+for _, raw in ipairs(redis.call('LRANGE', next_of(key), 0, -1)) do
+  local entry = decode(raw)
+  for _, waiter in ipairs(entry and entry.rw or {}) do
+    send(waiter[1], {'done', waiter[2], key, 'deleted'})
+  end
 end
 forget(key, rec or nil)
 return {'ok'}

@@ -103,3 +103,12 @@ async def signal(run: RunContext, params: str) -> None:
 @tasks.task(name="sync_add")
 def sync_add(run: RunContext, params: AddParams) -> int:
     return params.a + params.b
+
+
+@tasks.task(name="echo")
+async def echo(run: RunContext, params: str) -> str:
+    """Returns its params after a short run (recorded)."""
+    record(run, "start")
+    await asyncio.sleep(0.1)
+    record(run, "end")
+    return params

@@ -46,13 +46,21 @@ _ERRORS: dict[Status, type[JobUnsuccessfulError]] = {
 
 
 class JobHandle(Generic[R]):
-    """A task job by key; ``existing`` is True when submit returned an earlier job (an
-    idempotency replay or ``if_active="return"``)."""
+    """A task job by key, pinned to one generation of it (``submit`` returns such handles;
+    ``node.job(key)`` follows the key's current one: ``generation`` None). ``existing`` is
+    True when submit returned an earlier job (an idempotency replay or
+    ``if_active="return"``)."""
 
     def __init__(
-        self, layer: TaskLayer, key: str, result_type: Any = None, existing: bool = False
+        self,
+        layer: TaskLayer,
+        key: str,
+        result_type: Any = None,
+        existing: bool = False,
+        generation: int | None = None,
     ) -> None:
         self.key = key
+        self.generation = generation
         self.existing = existing
         self._layer = layer
         self._result_type = result_type
@@ -61,22 +69,25 @@ class JobHandle(Generic[R]):
         return f"<redpool.JobHandle {self.key!r}>"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, JobHandle) and other.key == self.key
+        return (
+            isinstance(other, JobHandle)
+            and other.key == self.key
+            and other.generation == self.generation
+        )
 
     def __hash__(self) -> int:
-        return hash(self.key)
+        return hash((self.key, self.generation))
 
     async def status(self) -> Status:
         return (await self.info()).status
 
     async def info(self) -> JobInfo:
-        keys = self._layer.keys
-        pipe = self._layer.client.pipeline(transaction=False)
-        pipe.hget(keys.jobs, self.key)
-        pipe.hget(keys.data(self.key), "err")
-        raw, err = await pipe.execute()
-        if raw is None:
+        """The generation's state; one still waiting in its key's FIFO is queued; one a
+        later generation replaced is described by its last run."""
+        found = await self._layer.scripts.info(self.key, self.generation or 0)
+        if found is None:
             raise JobNotFoundError(self.key)
+        raw, err = found
         try:
             return decode_info(self.key, raw, err)
         except CorruptEntryError as exc:
@@ -94,13 +105,16 @@ class JobHandle(Generic[R]):
         JobSkippedError (all JobUnsuccessfulError, with ``.info``) when it has none."""
         status, value = await self._await_end(timeout)
         if status == Status.SUCCEEDED:
+            if value is None:  # a later generation of the key replaced its result
+                raise JobNotFoundError(self.key)
             return decode(value, self._result_type)  # type: ignore[no-any-return]
         raise _ERRORS[status](await self.info())
 
     async def cancel(self, wait: bool = True, timeout: float | None = None) -> Status:
-        """Cancel the job: a scheduled or queued one at once; a running one stops at its next
-        await. With ``wait``, return once it ended (its code stopped)."""
-        status = await self._layer.scripts.cancel(self.key)
+        """Cancel the job: a scheduled or queued one (or one waiting in its key's FIFO) at
+        once; a running one stops at its next await. With ``wait``, return once it ended (its
+        code stopped)."""
+        status = await self._layer.scripts.cancel(self.key, self.generation or 0)
         if status == "missing":
             raise JobNotFoundError(self.key)
         if not wait or Status(status) in TERMINAL:
@@ -133,27 +147,35 @@ class JobHandle(Generic[R]):
                 self._layer.log.warning("corrupt run entry skipped", key=self.key)
         return out
 
-    async def _await_end(self, timeout: float | None) -> tuple[Status, bytes]:
+    async def _await_end(self, timeout: float | None) -> tuple[Status, bytes | None]:
+        """How the generation ended, and its result or error (None: no longer kept)."""
         layer = self._layer
         await layer.start()
+        wanted = self.generation or 0
         deadline = None if timeout is None else time.monotonic() + timeout
         request, future = layer.waiter()
         try:
-            outcome = await layer.scripts.wait(self.key, layer.node_id, request)
+            outcome = await layer.scripts.wait(self.key, layer.node_id, request, wanted)
             while outcome.state == "waiting":
+                wanted = wanted or outcome.generation  # a key's handle waits for this one
                 left = RECHECK if deadline is None else min(RECHECK, deadline - time.monotonic())
                 if left <= 0:
                     raise TimeoutError(f"task job {self.key!r} did not end within {timeout:g}s")
                 await asyncio.wait([future], timeout=left)
-                if future.done():  # woken: look, and wait again if that was not the end
-                    request, future = layer.waiter()
-                    outcome = await layer.scripts.wait(self.key, layer.node_id, request)
+                if future.done():
+                    reply = future.result()
+                    if reply.value is not None and reply.generation == wanted:
+                        return Status(reply.status), reply.value
+                    request, future = layer.waiter()  # look, and wait again if not the end
+                    outcome = await layer.scripts.wait(self.key, layer.node_id, request, wanted)
                 else:
-                    outcome = await layer.scripts.wait(self.key, layer.node_id, 0)
+                    outcome = await layer.scripts.wait(self.key, layer.node_id, 0, wanted)
         finally:
             future.cancel()
         if outcome.state == "missing":
             raise JobNotFoundError(self.key)
         if outcome.state == "corrupt":
             raise PoolError(f"task job {self.key!r} has a corrupt record; delete it by hand")
+        if outcome.state == "superseded":
+            return (await JobHandle(layer, self.key, None, False, wanted).info()).status, None
         return Status(outcome.status), outcome.value

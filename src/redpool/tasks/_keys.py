@@ -100,6 +100,12 @@ class TaskKeys:
         finish ms, err), across its generations until the key is purged: ``metrics()``."""
         return f"{self.prefix}stats:{key}"
 
+    def next(self, key: str) -> str:
+        """LIST of the submissions waiting in a key's FIFO (``if_active="queue"`` or
+        ``"replace"``): msgpack {g, t, q, o, d, ik, c, rw}; their params are ``p<g>`` in
+        ``data:<key>``."""
+        return f"{self.prefix}next:{key}"
+
     def script_keys(self) -> list[str]:
         """KEYS of every task script, in the order lua/_tasks_prelude.lua expects."""
         return [
@@ -127,4 +133,5 @@ class TaskKeys:
             self.status(_ID),
             self.active(_ID),
             self.stats(_ID),
+            self.next(_ID),
         ]

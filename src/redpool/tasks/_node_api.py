@@ -154,7 +154,7 @@ class TaskMethods:
         retry: Retry | None = UNSET,
         idempotency_key: str | None = None,
         idempotency_ttl: float | timedelta | None = None,
-        if_active: Literal["reject", "return"] = "reject",
+        if_active: Literal["reject", "return", "queue", "replace"] = "reject",
         tenant: str | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> JobHandle[R]: ...
@@ -174,7 +174,7 @@ class TaskMethods:
         retry: Retry | None = UNSET,
         idempotency_key: str | None = None,
         idempotency_ttl: float | timedelta | None = None,
-        if_active: Literal["reject", "return"] = "reject",
+        if_active: Literal["reject", "return", "queue", "replace"] = "reject",
         tenant: str | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> JobHandle[Any]: ...
@@ -193,14 +193,16 @@ class TaskMethods:
         retry: Retry | None = UNSET,
         idempotency_key: str | None = None,
         idempotency_ttl: float | timedelta | None = None,
-        if_active: Literal["reject", "return"] = "reject",
+        if_active: Literal["reject", "return", "queue", "replace"] = "reject",
         tenant: str | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> JobHandle[Any]:
         """Submit a task job and return its handle once admitted (it may not have started).
         ``key`` (default: a fresh one) is a singleton slot: while a job of that key is
-        active, ``if_active="reject"`` raises JobExistsError (with ``.handle``) and
-        ``"return"`` returns the active job's handle. Options resolve here, once: submit >
+        active, ``if_active="reject"`` raises JobExistsError (with ``.handle``),
+        ``"return"`` returns the active job's handle, ``"queue"`` has this one wait in the
+        key's FIFO (it runs after the ones before it ended), ``"replace"`` cancels the active
+        one and runs this one next. Options resolve here, once: submit >
         task > registry, and are stored with the job."""
         return await self._submit(
             task, params, key=key, queue=queue, priority=priority, delay=delay, at=at,
@@ -223,7 +225,7 @@ class TaskMethods:
         retry: Retry | None = UNSET,
         idempotency_key: str | None = None,
         idempotency_ttl: float | timedelta | None = None,
-        if_active: Literal["reject", "return"] = "reject",
+        if_active: Literal["reject", "return", "queue", "replace"] = "reject",
         tenant: str | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> JobHandle[Any]:
@@ -243,7 +245,7 @@ class TaskMethods:
                 "with configure_queue()"
             )
         handle: JobHandle[Any] = JobHandle(
-            layer, admission.key, result_type, admission.outcome != "ok"
+            layer, admission.key, result_type, admission.outcome != "ok", admission.generation
         )
         if admission.outcome == "exists":
             raise JobExistsError(job.key, handle)
@@ -298,8 +300,10 @@ def _submission(
         task_timeout, task_retry = None, Retry()
     else:
         raise InvalidArgumentError(f"task must be a Task or a task name, got {task!r}")
-    if if_active not in ("reject", "return"):
-        raise InvalidArgumentError(f"if_active must be 'reject' or 'return', got {if_active!r}")
+    if if_active not in ("reject", "return", "queue", "replace"):
+        raise InvalidArgumentError(
+            f"if_active must be 'reject', 'return', 'queue' or 'replace', got {if_active!r}"
+        )
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
         raise InvalidArgumentError(f"priority must be an int 0..9, got {priority!r}")
     if retry is not UNSET and retry is not None:

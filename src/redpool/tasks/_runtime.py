@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -49,7 +50,7 @@ class TaskLayer:
         self.workers: dict[str, TaskWorker] = {}
         self._seq = itertools.count(1)
         self._requests = itertools.count(1)
-        self._waiters: dict[int, asyncio.Future[str]] = {}
+        self._waiters: dict[int, asyncio.Future[Reply]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._reader: aioredis.Redis | None = None
         self._cursor = "0-0"
@@ -116,10 +117,10 @@ class TaskLayer:
 
     # -- waiting ----------------------------------------------------------------------------
 
-    def waiter(self) -> tuple[int, asyncio.Future[str]]:
+    def waiter(self) -> tuple[int, asyncio.Future[Reply]]:
         """A request id and the future a 'done' reply to it resolves."""
         request = next(self._requests)
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiters[request] = future
         future.add_done_callback(lambda _: self._waiters.pop(request, None))
         return request, future
@@ -187,10 +188,10 @@ class TaskLayer:
                 starts.setdefault(str(msg[2]), []).append((str(msg[1]), int(msg[3])))
             elif kind == "cancel" and len(msg) == 4 and str(msg[2]) in self.workers:
                 self.workers[str(msg[2])].stop(str(msg[1]), int(msg[3]), "canceled")
-            elif kind == "done" and len(msg) == 4:
+            elif kind == "done" and len(msg) >= 4:
                 future = self._waiters.get(int(msg[1]))
                 if future is not None and not future.done():
-                    future.set_result(str(msg[3]))
+                    future.set_result(_reply(msg))
             elif kind != "hello":
                 self.log.warning("unknown tasks inbox message skipped", message=repr(msg))
         jobs: list[Awaitable[None]] = [
@@ -199,9 +200,29 @@ class TaskLayer:
         await asyncio.gather(*jobs)
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A 'done' reply to a waiter: how the generation ended, with its result or error when
+    small enough to ride along (None: read it)."""
+
+    status: str
+    generation: int
+    value: bytes | None
+
+
+def _reply(msg: list[Any]) -> Reply:
+    if len(msg) < 6:  # 'deleted' replies carry no outcome
+        return Reply(str(msg[3]), 0, None)
+    value = msg[5]
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
+    return Reply(str(msg[3]), int(msg[4]), value if isinstance(value, bytes) else None)
+
+
 def _message(fields: dict[bytes, bytes]) -> list[Any]:
     try:
-        msg = msgpack.unpackb(fields[b"m"], raw=False)
+        # Lua packs every string as str: a result's bytes come back intact this way.
+        msg = msgpack.unpackb(fields[b"m"], raw=False, unicode_errors="surrogateescape")
     except Exception:  # garbage written by hand: skipped (logged by the caller)
         return ["corrupt"]
     return msg if isinstance(msg, list) else ["corrupt"]

@@ -21,6 +21,7 @@ _NAMES = (
     "task_configure_queue",
     "task_delete",
     "task_finish",
+    "task_info",
     "task_join",
     "task_leave",
     "task_maintain",
@@ -97,7 +98,8 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What the job looked like to task_wait: ``state`` missing, corrupt, done or waiting."""
+    """What the job looked like to task_wait: ``state`` missing, corrupt, superseded, done
+    or waiting."""
 
     state: str
     status: str = ""
@@ -182,8 +184,8 @@ class TaskScripts(ScriptRunner):
         res = await self._run("task_finish", [worker, key, epoch, outcome, value, retry_in_ms])
         return text(res[0]), text(res[1])
 
-    async def wait(self, key: str, node: str, request: int) -> Outcome:
-        res = await self._run("task_wait", [key, node, request])
+    async def wait(self, key: str, node: str, request: int, generation: int) -> Outcome:
+        res = await self._run("task_wait", [key, node, request, generation])
         state = text(res[0])
         if state == "done":
             return Outcome(state, text(res[1]), int(res[2]), bytes(res[3]))
@@ -191,9 +193,14 @@ class TaskScripts(ScriptRunner):
             return Outcome(state, text(res[1]), int(res[2]))
         return Outcome(state)
 
-    async def cancel(self, key: str) -> str:
+    async def info(self, key: str, generation: int) -> tuple[bytes, bytes] | None:
+        """The record and error of a generation (0: the current), or None when missing."""
+        res = await self._run("task_info", [key, generation])
+        return (bytes(res[1]), bytes(res[2])) if text(res[0]) == "ok" else None
+
+    async def cancel(self, key: str, generation: int) -> str:
         """The status after the call ('missing' when there is no such job)."""
-        return text((await self._run("task_cancel", [key]))[0])
+        return text((await self._run("task_cancel", [key, generation]))[0])
 
     async def join(
         self, worker: str, concurrency: int, queues: dict[str, int], draining: bool = False

@@ -1,0 +1,33 @@
+-- task_info: the record of a generation of a job and its error, for info() and status().
+-- ARG: key, generation (0: the current).
+-- Returns {'missing'} | {'ok', record (msgpack), error ('' none)}; a generation still in the
+--   key's FIFO gets a record made from its entry (status queued); a superseded one a record
+--   made from its last run (status: that run's outcome), or 'missing' if it never ran.
+-- Invariant: read only.
+local key, wanted = ARG[1], tonumber(ARG[2])
+local raw = redis.call('HGET', TJOBS, key)
+if not raw then return {'missing'} end
+local rec = load_task(key)
+if wanted == 0 or not rec or rec.g == wanted then
+  return {'ok', raw, redis.call('HGET', data(key), 'err') or ''}
+end
+if rec.g < wanted then
+  for _, eraw in ipairs(redis.call('LRANGE', next_of(key), 0, -1)) do
+    local e = decode(eraw)
+    if e and e.g == wanted then
+      return {'ok', cmsgpack.pack({s = 'queued', t = e.t, q = e.q, g = e.g, e = 0, w = '', a = 0,
+        ni = 0, c = e.c, tn = e.o.tn, lb = e.o.lb, ik = e.ik}), ''}
+    end
+  end
+  return {'missing'}
+end
+for _, item in ipairs(redis.call('XREVRANGE', runs(key), '+', '-', 'COUNT', HISTORY)) do
+  local run = decode(item[2][2])
+  if run and run.g == wanted and run.o ~= 'interrupted' then
+    local err = ''
+    if type(run.err) == 'table' then err = cmsgpack.pack(run.err) end
+    return {'ok', cmsgpack.pack({s = run.o, t = rec.t, q = rec.q, g = run.g, e = run.e, w = '',
+      a = run.a, ni = 0, c = run.s, sa = run.s, fin = run.f}), err}
+  end
+end
+return {'missing'}
