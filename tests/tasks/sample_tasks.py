@@ -112,3 +112,11 @@ async def echo(run: RunContext, params: str) -> str:
     await asyncio.sleep(0.1)
     record(run, "end")
     return params
+
+
+@tasks.task(name="steps")
+async def steps(run: RunContext, n: int) -> None:
+    """Reports n steps of progress, then waits to be canceled."""
+    for i in range(n):
+        await run.progress(i + 1, n, details=f"step {i + 1}")
+    await asyncio.sleep(3600)

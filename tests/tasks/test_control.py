@@ -11,7 +11,7 @@ import pytest
 import redpool
 from tests.helpers import eventually
 from tests.tasks.conftest import TaskWorkerProc, read_events
-from tests.tasks.sample_tasks import AddParams, add, sleep
+from tests.tasks.sample_tasks import AddParams, add, sleep, steps
 
 Workers = Callable[..., Awaitable[TaskWorkerProc]]
 MakeNode = Callable[..., Awaitable[redpool.Node]]
@@ -132,3 +132,21 @@ async def test_metrics_count_the_runs_of_a_key_across_its_generations(
     assert metrics.max_runtime is not None and metrics.max_runtime >= 0.2
     assert metrics.last_error is not None and metrics.last_error.type == "TimeoutError"
     assert metrics.mean_runtime is not None and metrics.last_finished_at is not None
+
+
+async def test_progress_recorded_by_a_run_shows_in_info(
+    make_node: MakeNode, task_workers: Workers
+) -> None:
+    await task_workers()
+    node = await make_node()
+    handle = await node.submit(steps, 3)
+
+    async def done_steps() -> bool:
+        progress = (await handle.info()).progress
+        return progress is not None and progress.completed == 3
+
+    await eventually(done_steps, what="three steps recorded")
+    progress = (await handle.info()).progress
+    assert progress is not None
+    assert (progress.total, progress.details, progress.percent) == (3, "step 3", 100)
+    await handle.cancel(timeout=10)

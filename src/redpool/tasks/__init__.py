@@ -6,7 +6,7 @@ from ._handle import JobHandle
 from ._jobs import Jobs, JobStats, QueueStats, WorkerStats
 from ._registry import Retry, Task, Tasks
 from ._runner import TaskWorker
-from ._status import ErrorInfo, JobInfo, JobMetrics, Page, RunInfo, Status
+from ._status import ErrorInfo, JobInfo, JobMetrics, Page, Progress, RunInfo, Status
 
 __all__ = [
     "ErrorInfo",
@@ -16,6 +16,7 @@ __all__ = [
     "JobStats",
     "Jobs",
     "Page",
+    "Progress",
     "QueueStats",
     "Retry",
     "RunContext",

@@ -87,9 +87,8 @@ class JobHandle(Generic[R]):
         found = await self._layer.scripts.info(self.key, self.generation or 0)
         if found is None:
             raise JobNotFoundError(self.key)
-        raw, err = found
         try:
-            return decode_info(self.key, raw, err)
+            return decode_info(self.key, found.record, found.error, found.progress)
         except CorruptEntryError as exc:
             raise PoolError(f"task job {self.key!r} has a corrupt record: {exc}") from exc
 

@@ -4,7 +4,7 @@ pool core). Each call goes through the node's tasks layer, created on first use.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, TypeVar, overload
 
@@ -27,6 +27,7 @@ from ..errors import (
 )
 from ._codec import encode, fingerprint
 from ._handle import JobHandle
+from ._hooks import check_hooks
 from ._jobs import Jobs
 from ._keys import TaskKeys
 from ._registry import UNSET, Retry, Task, Tasks, seconds
@@ -92,10 +93,20 @@ class TaskMethods:
         *,
         concurrency: int = 10,
         queues: Mapping[str, int | None] | None = None,
+        isolation: Literal["async", "thread"] = "async",
+        hooks: Sequence[object] | None = None,
     ) -> TaskWorker:
         """Serve ``tasks`` on ``queues`` (queue -> its own cap, None: up to
         ``concurrency``; default: the registry's default queue), running at most
-        ``concurrency`` jobs at once (checked in Redis when a job is placed)."""
+        ``concurrency`` jobs at once (checked in Redis when a job is placed). Async tasks run
+        on the event loop, plain ``def`` ones in threads; ``isolation="process"`` is not
+        built yet. ``hooks`` run before the registry's and the task's."""
+        if isolation not in ("async", "thread"):
+            raise InvalidArgumentError(
+                f"isolation must be 'async' or 'thread' (process isolation is not built yet), "
+                f"got {isolation!r}"
+            )
+        run_hooks = check_hooks(hooks)
         if self._opts.client_only:
             raise PoolError("a client-only node cannot add task workers")
         if not isinstance(tasks, Tasks):
@@ -118,6 +129,7 @@ class TaskMethods:
                 self._clock.valid,
                 layer.due_in,
                 self.log,
+                run_hooks,
             )
         )
 

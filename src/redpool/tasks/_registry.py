@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 import tenacity
 
 from ..errors import InvalidArgumentError, UnknownTaskError
+from ._hooks import check_hooks
 
 if TYPE_CHECKING:
     from ._context import RunContext
@@ -106,6 +107,7 @@ class Task(Generic[P, R]):
     description: str
     params_type: Any
     result_type: Any
+    hooks: tuple[object, ...] = ()
 
     @property
     def is_async(self) -> bool:
@@ -140,8 +142,10 @@ class Tasks:
         *,
         timeout: float | timedelta | None = None,
         retry: Retry | None = None,
+        hooks: Sequence[object] | None = None,
     ) -> None:
         self.default_queue = default_queue
+        self.hooks = check_hooks(hooks)
         self.timeout = seconds(timeout, "timeout")
         self.retry = retry or Retry()
         self._tasks: dict[str, Task[Any, Any]] = {}
@@ -154,6 +158,7 @@ class Tasks:
         timeout: float | timedelta | None = UNSET,
         retry: Retry | None = UNSET,
         description: str | None = None,
+        hooks: Sequence[object] | None = None,
     ) -> TaskDecorator:
         """Register the decorated ``async def fn(run: RunContext, params) -> result`` (or a
         plain ``def``, which runs in a thread)."""
@@ -174,6 +179,7 @@ class Tasks:
                 description=description or inspect.getdoc(fn) or "",
                 params_type=params_type,
                 result_type=result_type,
+                hooks=check_hooks(hooks),
             )
             self._tasks[task_name] = task
             return task

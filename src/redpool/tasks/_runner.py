@@ -17,6 +17,7 @@ from structlog.typing import FilteringBoundLogger
 
 from .._redis import retry_transient
 from ..errors import Fail, RetryLater, Skip, UnknownTaskError
+from . import _hooks as hooks
 from ._codec import decode, encode
 from ._context import RunContext
 from ._registry import Task, Tasks, wait_seconds
@@ -32,6 +33,10 @@ class _Run:
     task: asyncio.Task[None] | None = None
     stop: str = ""  # why we cancel it: canceled | timed_out | interrupted | shutdown
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    ctx: RunContext | None = None  # for the hooks, once the task is known
+    hooks: tuple[object, ...] = ()
+    result: Any = None
+    error: BaseException | None = None
 
 
 class TaskWorker:
@@ -47,8 +52,10 @@ class TaskWorker:
         lease_valid: Callable[[], bool],
         on_retry: Callable[[float], None],
         log: FilteringBoundLogger,
+        run_hooks: tuple[object, ...] = (),
     ) -> None:
         self.id = worker_id
+        self.hooks = run_hooks
         self.tasks = tasks
         self.concurrency = concurrency
         self.queues = queues
@@ -108,6 +115,8 @@ class TaskWorker:
     async def _execute(self, claim: Claim, run: _Run) -> None:
         try:
             outcome, value, retry_ms = await self._outcome(claim, run)
+            if run.ctx is not None and run.hooks:
+                await hooks.ended(run.hooks, run.ctx, outcome, run.result, run.error, self.log)
             await self._report(claim, outcome, value, retry_ms)
         finally:
             if self._runs.get(claim.key) is run:
@@ -121,28 +130,33 @@ class TaskWorker:
             params = decode(claim.params, task.params_type)
         except (UnknownTaskError, Exception) as exc:  # not retryable: no run fixes it
             return "failed", _error(exc), -1
-        ctx = RunContext(claim, self.id, self._scripts, self._owns(claim), self.log)
+        ctx = run.ctx = RunContext(claim, self.id, self._scripts, self._owns(claim), self.log)
+        run.hooks = (*self.hooks, *self.tasks.hooks, *task.hooks)
         timer = None
         if claim.timeout_ms > 0:  # a timeout is a stop of its own cause, not "elapsed > t"
             timer = asyncio.get_running_loop().call_later(
                 claim.timeout_ms / 1000, self.stop, claim.key, claim.epoch, "timed_out"
             )
         try:
-            result = await self._call(task, ctx, params)
+            await hooks.start(run.hooks, ctx)
+            result = run.result = await self._call(task, ctx, params)
         except asyncio.CancelledError:
             if not run.stop:
                 raise  # not ours: the worker itself is being torn down
             if run.stop == "timed_out":
-                expired = TimeoutError(f"timed out after {claim.timeout_ms / 1000:g}s")
+                expired = run.error = TimeoutError(f"timed out after {claim.timeout_ms / 1000:g}s")
                 return "timed_out", _error(expired), self._retry(task, claim, expired)
             return run.stop, b"", -1
         except Skip as exc:
             return "skipped", _error(exc), -1
         except Fail as exc:
+            run.error = exc
             return "failed", _error(exc), -1
         except RetryLater as exc:
+            run.error = exc
             return "failed", _error(exc), round(exc.delay * 1000)
         except Exception as exc:
+            run.error = exc
             return "failed", _error(exc), self._retry(task, claim, exc)
         finally:
             if timer is not None:

@@ -108,6 +108,15 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Stored:
+    """What task_info read of a generation."""
+
+    record: bytes
+    error: bytes
+    progress: list[bytes]  # completed, total (-1: unknown), details, updated ms; or empty
+
+
+@dataclass(frozen=True, slots=True)
 class Upkeep:
     """task_maintain's answer."""
 
@@ -193,10 +202,12 @@ class TaskScripts(ScriptRunner):
             return Outcome(state, text(res[1]), int(res[2]))
         return Outcome(state)
 
-    async def info(self, key: str, generation: int) -> tuple[bytes, bytes] | None:
-        """The record and error of a generation (0: the current), or None when missing."""
+    async def info(self, key: str, generation: int) -> Stored | None:
+        """The record, error and progress of a generation (0: the current), or None."""
         res = await self._run("task_info", [key, generation])
-        return (bytes(res[1]), bytes(res[2])) if text(res[0]) == "ok" else None
+        if text(res[0]) != "ok":
+            return None
+        return Stored(bytes(res[1]), bytes(res[2]), [bytes(v) for v in res[3]])
 
     async def cancel(self, key: str, generation: int) -> str:
         """The status after the call ('missing' when there is no such job)."""

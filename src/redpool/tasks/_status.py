@@ -49,6 +49,20 @@ class ErrorInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """The last progress a run recorded (``RunContext.progress``)."""
+
+    completed: float
+    total: float | None
+    details: str
+    updated_at: datetime
+
+    @property
+    def percent(self) -> float | None:
+        return 100 * self.completed / self.total if self.total else None
+
+
+@dataclass(frozen=True, slots=True)
 class JobInfo:
     """A task job's state (``JobHandle.info()``); times are the Redis server's."""
 
@@ -68,6 +82,7 @@ class JobInfo:
     labels: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
     error: ErrorInfo | None = None
+    progress: Progress | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +178,23 @@ def _error(value: Any) -> ErrorInfo:
     )
 
 
-def decode_info(key: str, raw: bytes, error: bytes | None) -> JobInfo:
-    """A JobInfo from the task record (lua/_tasks_prelude.lua) and the stored error."""
+def decode_progress(flat: list[bytes]) -> Progress | None:
+    if len(flat) != 4:
+        return None
+    try:
+        total = float(flat[1])
+        return Progress(
+            float(flat[0]), None if total < 0 else total, flat[2].decode(), from_ms(int(flat[3]))
+        )
+    except ValueError:
+        return None
+
+
+def decode_info(
+    key: str, raw: bytes, error: bytes | None, progress: list[bytes] | None = None
+) -> JobInfo:
+    """A JobInfo from the task record (lua/_tasks_prelude.lua), the stored error and
+    progress."""
     rec = _unpack(raw)
     try:
         worker = rec.get("w") or None
@@ -185,6 +215,7 @@ def decode_info(key: str, raw: bytes, error: bytes | None) -> JobInfo:
             labels=dict(rec.get("lb") or {}),
             idempotency_key=rec.get("ik") or None,
             error=decode_error(error) if Status(rec["s"]) != Status.SUCCEEDED else None,
+            progress=decode_progress(progress or []),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptEntryError(f"bad task record: {exc}") from exc
