@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.typing import KeyT, StreamIdT
 from structlog.typing import FilteringBoundLogger
 
@@ -186,6 +188,7 @@ class InboxReader:
         self._block_ms = max(1, int(block_s * 1000))
         self._timeout = reader_timeout(block_s)
         self._cursors: dict[KeyT, StreamIdT] = {self._inbox: "0-0", self._events: events_from}
+        self._conn: AbstractConnection | None = None
 
     @property
     def inbox_cursor(self) -> str:
@@ -197,11 +200,31 @@ class InboxReader:
         lower than the cursors (a failover to a server whose clock is behind)."""
         self._cursors = {self._inbox: "0-0", self._events: "0-0"}
 
+    async def _xread(self) -> Any:
+        """One XREAD on the reader's connection, held (the reader's pool is its alone): a read
+        skips the pool's checkout and its health-check read. A read that failed or was
+        cancelled drops the connection (its reply may still come); the next one reconnects."""
+        if self._conn is None:
+            self._conn = await self._client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+        conn = self._conn
+        try:
+            await conn.send_command(
+                "XREAD",
+                "COUNT",
+                READ_COUNT,
+                "BLOCK",
+                self._block_ms,
+                "STREAMS",
+                *self._cursors.keys(),
+                *self._cursors.values(),
+            )
+            return self._client.response_callbacks["XREAD"](await conn.read_response())
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+
     async def step(self) -> None:
-        reply = await within(
-            self._client.xread(self._cursors, count=READ_COUNT, block=self._block_ms),
-            self._timeout,
-        )
+        reply = await within(self._xread(), self._timeout)
         for raw_stream, entries in reply or []:
             stream = raw_stream.decode()
             decoded: list[Message] = []
