@@ -15,6 +15,7 @@ on two passes in a row (so it never races an operation that is merely in flight)
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from ._host import Host
@@ -70,14 +71,20 @@ class Reconciler:
         confirmed = found & self._suspects
         self._suspects = found - confirmed
         reroute: list[tuple[str, int]] = []
+        repairs: list[Awaitable[object]] = []
         for f in confirmed:
             if f.kind == "stray":
-                await workers[f.worker]._stop_local(f.key, f.epoch)
+                repairs.append(workers[f.worker]._stop_local(f.key, f.epoch))
             elif f.kind == "unstopped":
-                await workers[f.worker]._stop_local(f.key, f.epoch, report=True)
+                repairs.append(workers[f.worker]._stop_local(f.key, f.epoch, report=True))
             elif f.state == "stopping":
-                await self._host.report_stopped(f.key, f.worker, f.epoch)
+                repairs.append(self._host.report_stopped(f.key, f.worker, f.epoch))
             else:
                 reroute.append((f.key, f.epoch))
         if reroute:
-            await self._members.assign(reroute)
+            repairs.append(self._members.assign(reroute))
+        # Side by side: one slow stop() must not hold up the other repairs of this pass.
+        results = await asyncio.gather(*repairs, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]  # the supervisor logs it; the others were repaired

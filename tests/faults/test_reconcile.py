@@ -3,11 +3,13 @@ what runs are repaired from the records, within 2 x worker_ttl."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import msgpack
 import redis.asyncio as aioredis
 
+import redpool
 from redpool._keys import Keys
 from tests.helpers import eventually
 from tests.invariants import episodes, keys_on, running_at_end, summary
@@ -73,3 +75,36 @@ async def test_a_job_running_without_its_record_is_stopped(
         lambda: "stray" not in running_at_end(episodes(events_file, {})), 2 * TTL + 1, "stopped"
     )
     assert [e.pid for e in episodes(events_file, {}) if e.key == "stray"] == [member.pid]
+
+
+class GatedStops:
+    """stop() waits for ``release``; ``stopping`` lists the stops under way."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.stopping: list[str] = []
+
+    async def start(self, job: redpool.Job) -> None:
+        pass
+
+    async def stop(self, key: str) -> None:
+        self.stopping.append(key)
+        await self.release.wait()
+
+
+async def test_one_slow_stop_does_not_hold_up_the_other_repairs(
+    make_node, redis: aioredis.Redis, pool_name
+):
+    node = await make_node()
+    handler = GatedStops()
+    await node.add_worker(handler)
+    keys = [f"stray-{i}" for i in range(5)]
+    for key in keys:
+        await node.dispatch_job(key)
+    await redis.hdel(Keys(pool_name).jobs, *keys)
+    try:
+        await eventually(
+            lambda: sorted(handler.stopping) == keys, 3 * TTL, "every stray's stop() under way"
+        )
+    finally:
+        handler.release.set()
