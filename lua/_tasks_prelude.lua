@@ -2,12 +2,12 @@
 --
 -- Calling convention (src/redpool/tasks/_scripts.py builds it; src/redpool/tasks/_keys.py
 -- names the keys; LEASES and META are the pool core's):
---   KEYS[1..9] = tjobs, tworkers, tdelayed, tmeta, tdone, leases, meta, tqueues, tnodes
---                (one hash tag: the pool)
---   ARGV[1..11] = templates of tdata:<key>, truns:<key>, tinbox:<node>, tready:<queue>,
---                twruns:<worker>, twq:<worker>|<queue>, tidem:<idempotency key>,
---                tstatus:<status>, tqactive:<queue>, tstats:<key>, tnext:<key>
---   ARG[i]     = ARGV[i + 11]: the script's own arguments
+--   KEYS[1..11] = tjobs, tworkers, tdelayed, tmeta, tdone, leases, meta, tqueues, tnodes,
+--                 tidem, tidem_expiry (one hash tag: the pool)
+--   ARGV[1..10] = templates of tdata:<key>, truns:<key>, tinbox:<node>, tready:<queue>,
+--                 twruns:<worker>, twq:<worker>|<queue>, tstatus:<status>,
+--                 tqactive:<queue>, tstats:<key>, tnext:<key>
+--   ARG[i]      = ARGV[i + 10]: the script's own arguments
 --
 -- Task record (msgpack map in TJOBS[key]): s status, t task name, q queue, g generation,
 --   e epoch (drawn from TMETA.epoch on every placement: the fencing token), w worker ('' when
@@ -22,11 +22,12 @@
 
 local TJOBS, TWORKERS, TDELAYED, TMETA, TDONE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local LEASES, META, TQUEUES, TNODES = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local TIDEM, TIDEM_EXPIRY = KEYS[10], KEYS[11]
 local DATA_T, RUNS_T, INBOX_T, READY_T = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local WRUNS_T, WQ_T, IDEM_T, STATUS_T, ACTIVE_T = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local STATS_T, NEXT_T = ARGV[10], ARGV[11]
+local WRUNS_T, WQ_T, STATUS_T, ACTIVE_T = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local STATS_T, NEXT_T = ARGV[9], ARGV[10]
 local ARG = {}
-for i = 12, #ARGV do ARG[i - 11] = ARGV[i] end
+for i = 11, #ARGV do ARG[i - 10] = ARGV[i] end
 
 local TERMINAL = {succeeded = true, failed = true, timed_out = true, canceled = true, skipped = true}
 local HISTORY = 20 -- runs kept per key in truns:<key>
@@ -41,7 +42,6 @@ local function tinbox(node) return fill(INBOX_T, node) end
 local function ready(queue) return fill(READY_T, queue) end
 local function wruns(worker) return fill(WRUNS_T, worker) end
 local function wq(worker, queue) return fill(WQ_T, worker .. '|' .. queue) end
-local function idem(k) return fill(IDEM_T, k) end
 local function by_status(status) return fill(STATUS_T, status) end
 local function active(queue) return fill(ACTIVE_T, queue) end
 local function stats(key) return fill(STATS_T, key) end
@@ -51,6 +51,31 @@ local function node_of(worker) return string.match(worker, '^([^.]+)%.') end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function decode(raw)
+  local ok, v = pcall(cmsgpack.unpack, raw)
+  if ok and type(v) == 'table' then return v end
+  return nil
+end
+
+-- Idempotency entries: TIDEM[k] = msgpack {key, g, fp}, valid until TIDEM_EXPIRY[k] (ms).
+-- Each write forgets up to 10 expired ones (bounded work per call; a purge deletes both).
+local function idem_get(k, now)
+  local expiry = redis.call('ZSCORE', TIDEM_EXPIRY, k)
+  if not expiry or tonumber(expiry) <= now then return nil end
+  return decode(redis.call('HGET', TIDEM, k) or '')
+end
+local function idem_forget(ks)
+  if #ks > 0 then
+    redis.call('HDEL', TIDEM, unpack(ks))
+    redis.call('ZREM', TIDEM_EXPIRY, unpack(ks))
+  end
+end
+local function idem_set(k, value, ttl, now)
+  idem_forget(redis.call('ZRANGEBYSCORE', TIDEM_EXPIRY, '-inf', now, 'LIMIT', 0, 10))
+  redis.call('HSET', TIDEM, k, cmsgpack.pack(value))
+  redis.call('ZADD', TIDEM_EXPIRY, now + ttl, k)
 end
 
 -- nil: no such job; false: corrupt; otherwise the record table.
@@ -82,12 +107,6 @@ end
 local function alive(node, now)
   local score = redis.call('ZSCORE', LEASES, node)
   return score and tonumber(score) > now
-end
-
-local function decode(raw)
-  local ok, v = pcall(cmsgpack.unpack, raw)
-  if ok and type(v) == 'table' then return v end
-  return nil
 end
 
 -- Free capacity of a worker for a queue: 0 when none. A cap < 0 means "up to concurrency".

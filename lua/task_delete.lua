@@ -14,7 +14,7 @@ end
 if rec then
   redis.call('ZREM', TDELAYED, key)
   redis.call('ZREM', ready(rec.q), key)
-  if rec.ik then redis.call('DEL', idem(rec.ik)) end
+  if rec.ik then idem_forget({rec.ik}) end
   for _, waiter in ipairs(rec.rw or {}) do send(waiter[1], {'done', waiter[2], key, 'deleted'}) end
 end
 for _, raw in ipairs(redis.call('LRANGE', next_of(key), 0, -1)) do

@@ -3,15 +3,13 @@
 -- ARG: limit (entries of each structure per call).
 -- Returns 'more' or 'done'.
 -- Invariant: only an ended pool's keys go: once a new life of the pool began (the core meta
--- hash exists again) nothing is deleted. Keys are found from the records, never by a scan;
--- idempotency keys of purged records expire by their own TTL.
+-- hash exists again) nothing is deleted. Keys are found from the records, never by a scan.
 local limit = tonumber(ARG[1])
 if redis.call('EXISTS', META) == 1 then return 'done' end
 for _, key in ipairs(redis.call('HRANDFIELD', TJOBS, limit)) do
   local rec = load_task(key)
   if rec then
     redis.call('DEL', ready(rec.q), active(rec.q))
-    if rec.ik then redis.call('DEL', idem(rec.ik)) end
   end
   forget(key, rec or nil)
 end
@@ -39,5 +37,5 @@ for status, _ in pairs(TERMINAL) do redis.call('DEL', by_status(status)) end
 for _, status in ipairs({'new', 'scheduled', 'queued', 'starting', 'running', 'canceling'}) do
   redis.call('DEL', by_status(status))
 end
-redis.call('DEL', TDELAYED, TDONE, TMETA)
+redis.call('DEL', TDELAYED, TDONE, TMETA, TIDEM, TIDEM_EXPIRY)
 return 'done'

@@ -5,8 +5,9 @@
 -- ones before it ended) or 'replace' (the active one is canceled and this one runs next).
 -- ARG: key, task name, queue, params (bytes), options (msgpack map: to, ma, mi, rs, kp, kf,
 --      pri, tn, lb), delay ms (-1: now), idempotency key ('' none), params fingerprint,
---      idempotency ttl ms, if_active ('reject' | 'return' | 'queue' | 'replace'). A key's
---      FIFO holds up to the queue's max_queued (default 100000) submissions.
+--      idempotency ttl ms, if_active ('reject' | 'return' | 'queue' | 'replace'), auto (1:
+--      the idempotency key is the caller's retry guard, not the user's: not in the record).
+--      A key's FIFO holds up to the queue's max_queued (default 100000) submissions.
 -- Returns {'shutdown'} (the pool shuts down: nothing admitted) | {'ok', generation, status} |
 --   {'exists', generation, status} (if_active=reject) | {'active', generation, status}
 --   (if_active=return) | {'idem', key, generation, status} (the idempotency key's earlier
@@ -18,12 +19,12 @@
 -- worker has a free slot for its queue (checked here, in Redis) and its node holds a lease.
 local key, task, queue, params, opts = ARG[1], ARG[2], ARG[3], ARG[4], cmsgpack.unpack(ARG[5])
 local delay, ik, fp, ik_ttl, if_active = tonumber(ARG[6]), ARG[7], ARG[8], tonumber(ARG[9]), ARG[10]
+local auto = ARG[11] == '1'
 local now = now_ms()
 if redis.call('HEXISTS', META, 'shutdown') == 1 then return {'shutdown'} end
 
 if ik ~= '' then
-  local raw = redis.call('GET', idem(ik))
-  local prior = raw and decode(raw)
+  local prior = idem_get(ik, now)
   if prior then
     if prior.fp ~= fp then return {'conflict', prior.key} end
     local rec = load_task(prior.key)
@@ -35,10 +36,11 @@ end
 
 local function remember_idem(g)
   if ik ~= '' then
-    redis.call('SET', idem(ik), cmsgpack.pack({key = key, g = g, fp = fp}), 'PX', ik_ttl)
+    idem_set(ik, {key = key, g = g, fp = fp}, ik_ttl, now)
   end
 end
-local entry = {t = task, q = queue, o = opts, d = delay, ik = ik ~= '' and ik or nil, c = now}
+local entry = {t = task, q = queue, o = opts, d = delay, ik = ik ~= '' and not auto and ik or nil,
+  c = now}
 
 local conf = decode(redis.call('HGET', TQUEUES, queue) or '')
 local max_pending = 100000

@@ -60,6 +60,7 @@ from .errors import (
     Skip,
     StopTimeoutError,
     UnknownTaskError,
+    WaitTimeoutError,
 )
 from .tasks import (
     ErrorInfo,
@@ -126,6 +127,7 @@ __all__ = [
     "Tasks",
     "Ticker",
     "UnknownTaskError",
+    "WaitTimeoutError",
     "Worker",
     "WorkerInfo",
     "__version__",

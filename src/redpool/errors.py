@@ -158,6 +158,11 @@ class JobSkippedError(JobUnsuccessfulError):
     """The task raised :class:`Skip`."""
 
 
+class WaitTimeoutError(PoolError, TimeoutError):
+    """A wait for a task job (``result``, ``wait``, ``cancel``) ran out of time; the job
+    itself is left alone."""
+
+
 class InvalidTransitionError(PoolError):
     """The action is not allowed in the job's current status."""
 

@@ -39,13 +39,13 @@ async def task_workers(
     """Start task worker processes (tests/tasks/worker_proc.py); killed at the end."""
     started: list[TaskWorkerProc] = []
 
-    async def start(concurrency: int = 4, *queues: str) -> TaskWorkerProc:
+    async def start(concurrency: int = 4, *queues: str, url: str = "") -> TaskWorkerProc:
         env = {**os.environ, "REDPOOL_TASK_EVENTS": str(task_events)}
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "tests.tasks.worker_proc",
-            redis_url,
+            url or redis_url,
             pool_name,
             str(concurrency),
             *queues,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import msgpack
 
 from .._codec import CorruptEntryError
-from .._redis import awaitable
+from .._redis import awaitable, public
 from ..errors import InvalidArgumentError
 from ._runtime import TaskLayer
 from ._status import JobInfo, Page, Status, decode_info
@@ -47,7 +48,9 @@ class Jobs:
 
     def __init__(self, layer: TaskLayer) -> None:
         self._layer = layer
+        self._boundary = layer.boundary
 
+    @public
     async def list(
         self,
         status: Status | Collection[Status] | None = None,
@@ -75,11 +78,7 @@ class Jobs:
             budget -= chunk
             offset += len(members)
             if members:
-                pipe = client.pipeline(transaction=False)
-                for member in members:
-                    pipe.hget(keys.jobs, member)
-                    pipe.hget(keys.data(member.decode()), "err")
-                raws = await pipe.execute()
+                raws = await self._layer.call("listing task jobs", partial(self._read, members))
                 for i, member in enumerate(members):
                     info = self._decode(member.decode(), raws[2 * i], raws[2 * i + 1])
                     if info is not None and _matches(info, queue, task, tenant):
@@ -89,7 +88,11 @@ class Jobs:
         done = index >= len(wanted)
         return Page(items, None if done else f"{index}:{offset}")
 
+    @public
     async def stats(self) -> JobStats:
+        return await self._layer.call("task job stats", self._stats)
+
+    async def _stats(self) -> JobStats:
         keys, client = self._layer.keys, self._layer.client
         workers_raw = await awaitable(client.hgetall(keys.workers))
         queues_raw = await awaitable(client.hgetall(keys.queues))
@@ -124,6 +127,15 @@ class Jobs:
             stats[wid] = WorkerStats(int(counts[at]), int(rec["c"]), caps)
             at += 1
         return JobStats(statuses, queues, stats)
+
+    async def _read(self, members: Sequence[bytes]) -> Any:
+        """The record and error of each key, flat."""
+        keys = self._layer.keys
+        pipe = self._layer.client.pipeline(transaction=False)
+        for member in members:
+            pipe.hget(keys.jobs, member.decode())
+            pipe.hget(keys.data(member.decode()), "err")
+        return await pipe.execute()
 
     def _decode(self, key: str, raw: bytes | None, err: bytes | None) -> JobInfo | None:
         if raw is None:  # purged since the index was read

@@ -83,9 +83,16 @@ class TaskKeys:
         """SET of the job keys a worker runs from one queue (``<worker>|<queue>``)."""
         return f"{self.prefix}wq:{worker_queue}"
 
-    def idempotency(self, idempotency_key: str) -> str:
-        """STRING (PX idempotency_ttl) msgpack {key, g, fp}: the job an idempotency key made."""
-        return f"{self.prefix}idem:{idempotency_key}"
+    @property
+    def idempotency(self) -> str:
+        """HASH idempotency key -> msgpack {key, g, fp}: the job the key made (also a
+        submitting node's own keys that make its retries safe)."""
+        return self.prefix + "idem"
+
+    @property
+    def idempotency_expiry(self) -> str:
+        """ZSET idempotency key -> server ms until which its entry holds."""
+        return self.prefix + "idem_expiry"
 
     def status(self, status: str) -> str:
         """ZSET job key -> created ms, per status: what ``jobs.list`` pages through."""
@@ -118,6 +125,8 @@ class TaskKeys:
             self.core.meta,
             self.queues,
             self.nodes,
+            self.idempotency,
+            self.idempotency_expiry,
         ]
 
     def script_templates(self) -> list[str]:
@@ -129,7 +138,6 @@ class TaskKeys:
             self.ready(_ID),
             self.worker_runs(_ID),
             self.worker_queue(_ID),
-            self.idempotency(_ID),
             self.status(_ID),
             self.active(_ID),
             self.stats(_ID),

@@ -3,6 +3,8 @@ pool core). Each call goes through the node's tasks layer, created on first use.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -39,6 +41,7 @@ P = TypeVar("P")
 R = TypeVar("R")
 
 DAY = 86_400.0
+_SUBMITS = itertools.count(1)
 
 
 class TaskMethods:
@@ -68,6 +71,7 @@ class TaskMethods:
                 self._clock,
                 self._outage,
                 self.log,
+                self._boundary,
             )
             self._host.fence_hooks.append(layer.fence)
             self._task_layer = layer
@@ -246,7 +250,19 @@ class TaskMethods:
             task, params, key, queue, priority, delay, at, timeout, retry,
             idempotency_key, idempotency_ttl, if_active, tenant, labels,
         )  # fmt: skip
-        admission = await layer.scripts.submit(job)
+        # A retry after a lost reply must not admit twice: without an idempotency key of the
+        # user's, one of this node's own (kept briefly, not in the record) makes it safe.
+        auto = not job.idempotency_key
+        if auto:
+            job = dataclasses.replace(
+                job,
+                idempotency_key=f"{self.id}:{next(_SUBMITS)}",
+                idempotency_ttl_ms=round(4 * self._opts.dispatch_timeout * 1000),
+                auto_idempotency=True,
+            )
+        admission = await layer.call(
+            f"submitting a task job {job.key!r}", lambda: layer.scripts.submit(job)
+        )
         if admission.outcome == "shutdown":
             raise PoolShuttingDownError("the pool is shutting down; it admits no new jobs")
         if admission.outcome == "conflict":
@@ -256,8 +272,11 @@ class TaskMethods:
                 f"queue {job.queue!r} has max_queued jobs waiting; retry later or raise it "
                 "with configure_queue()"
             )
+        existing = admission.outcome not in ("ok", "idem") or (
+            admission.outcome == "idem" and not auto
+        )
         handle: JobHandle[Any] = JobHandle(
-            layer, admission.key, result_type, admission.outcome != "ok", admission.generation
+            layer, admission.key, result_type, existing, admission.generation
         )
         if admission.outcome == "exists":
             raise JobExistsError(job.key, handle)

@@ -9,7 +9,7 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 import redis.asyncio as aioredis
@@ -17,12 +17,14 @@ from structlog.typing import FilteringBoundLogger
 
 from .._lease import LeaseClock
 from .._options import Options
-from .._redis import Outage, reader_client, reader_timeout
+from .._redis import Boundary, Outage, reader_client, reader_timeout, retry_transient
 from .._tasks import cancel, supervise, wait_or_timeout
 from ..errors import PoolError
 from ._keys import TaskKeys
 from ._runner import TaskWorker
 from ._scripts import TaskScripts
+
+T = TypeVar("T")
 
 UPKEEP_LIMIT = 100  # placements and purges per upkeep call
 DRAIN_GRACE = 5.0  # how long close() lets canceled runs report
@@ -38,8 +40,10 @@ class TaskLayer:
         clock: LeaseClock,
         outage: Outage,
         log: FilteringBoundLogger,
+        boundary: Boundary,
     ) -> None:
         self.node_id = node_id
+        self.boundary = boundary
         self.client = client
         self.keys = keys
         self.scripts = TaskScripts(client, keys)
@@ -83,6 +87,11 @@ class TaskLayer:
             waiter.cancel()
         if self._reader is not None:
             await self._reader.aclose()
+
+    async def call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """A user call's Redis work, retried through an outage (as dispatch_job) and then
+        RedisUnavailableError. Each script it runs must be safe to run twice."""
+        return await retry_transient(fn, time.monotonic() + self.opts.dispatch_timeout, what)
 
     # -- workers ----------------------------------------------------------------------------
 

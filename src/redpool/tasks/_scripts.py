@@ -67,6 +67,7 @@ class Submission:
     fingerprint: str
     idempotency_ttl_ms: int
     if_active: str
+    auto_idempotency: bool = False  # the key is the submitting node's own retry guard
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +147,7 @@ class TaskScripts(ScriptRunner):
                 job.fingerprint,
                 job.idempotency_ttl_ms,
                 job.if_active,
+                int(job.auto_idempotency),
             ],
         )
         outcome = text(res[0])
