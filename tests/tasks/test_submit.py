@@ -140,3 +140,18 @@ async def test_shutdown_deletes_every_tasks_key_of_the_pool(
     await node.shutdown()
     tombstone = f"redpool:{{{pool_name}}}:ended".encode()  # the one key a shutdown keeps
     assert await redis.keys(f"redpool:{{{pool_name}}}:*") == [tombstone]
+
+
+async def test_submit_many_admits_a_batch_in_one_call_and_each_job_runs(
+    make_node: MakeNode, task_workers: Workers, redis: Redis
+) -> None:
+    node = await make_node(client_only=True)
+    await node.jobs.stats()  # the node's tasks layer is up (its first upkeep ran)
+    before = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+    handles = await node.submit_many([(add, AddParams(i, 1)) for i in range(600)])
+    after = (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+    assert len({h.key for h in handles}) == 600
+    assert after - before <= 10  # two task_submit calls (500 + 100) and beats, not 600
+    await task_workers(4)
+    totals = [(await h.result(timeout=30)).total for h in handles[::50]]
+    assert totals == [i + 1 for i in range(0, 600, 50)]

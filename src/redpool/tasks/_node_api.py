@@ -35,13 +35,14 @@ from ._keys import TaskKeys
 from ._registry import UNSET, Retry, Task, Tasks, seconds
 from ._runner import TaskWorker
 from ._runtime import TaskLayer
-from ._scripts import Submission
+from ._scripts import Admission, Submission
 
 P = TypeVar("P")
 R = TypeVar("R")
 
 DAY = 86_400.0
 _SUBMITS = itertools.count(1)
+SUBMIT_BATCH = 500  # jobs per task_submit call
 
 
 class TaskMethods:
@@ -250,46 +251,58 @@ class TaskMethods:
             task, params, key, queue, priority, delay, at, timeout, retry,
             idempotency_key, idempotency_ttl, if_active, tenant, labels,
         )  # fmt: skip
+        [outcome] = await self._admit(layer, [(job, result_type)])
+        if isinstance(outcome, PoolError):
+            raise outcome
+        return outcome
+
+    @public
+    async def submit_many(
+        self, jobs: Sequence[tuple[Task[Any, Any] | str, Any]]
+    ) -> list[JobHandle[Any]]:
+        """Submit ``(task, params)`` pairs, each with a fresh key and its task's options, up
+        to SUBMIT_BATCH per script call (one round trip). Each is admitted on its own: the
+        first refusal (QueueFullError) is raised after the batch, the others stand."""
+        layer = await self._started_layer()
+        prepared = [
+            _submission(task, params, None, None, 0, None, None, UNSET, UNSET, None, None,
+                        "reject", None, None)
+            for task, params in jobs
+        ]  # fmt: skip
+        outcomes: list[JobHandle[Any] | PoolError] = []
+        for at in range(0, len(prepared), SUBMIT_BATCH):
+            outcomes += await self._admit(layer, prepared[at : at + SUBMIT_BATCH])
+        for outcome in outcomes:
+            if isinstance(outcome, PoolError):
+                raise outcome
+        return [o for o in outcomes if isinstance(o, JobHandle)]
+
+    async def _admit(
+        self, layer: TaskLayer, prepared: Sequence[tuple[Submission, Any]]
+    ) -> list[JobHandle[Any] | PoolError]:
+        """One task_submit call: a handle, or the error that refused it, per job."""
         # A retry after a lost reply must not admit twice: without an idempotency key of the
         # user's, one of this node's own (kept briefly, not in the record) makes it safe.
-        auto = not job.idempotency_key
-        if auto:
-            job = dataclasses.replace(
+        jobs = [
+            job
+            if job.idempotency_key
+            else dataclasses.replace(
                 job,
                 idempotency_key=f"{self.id}:{next(_SUBMITS)}",
                 idempotency_ttl_ms=round(4 * self._opts.dispatch_timeout * 1000),
                 auto_idempotency=True,
             )
-        admission = await layer.call(
-            f"submitting a task job {job.key!r}", lambda: layer.scripts.submit(job)
+            for job, _ in prepared
+        ]
+        admissions = await layer.call(
+            f"submitting {len(jobs)} task job(s)", lambda: layer.scripts.submit(jobs)
         )
-        if admission.outcome == "shutdown":
+        if admissions is None:
             raise PoolShuttingDownError("the pool is shutting down; it admits no new jobs")
-        if admission.outcome == "conflict":
-            raise IdempotencyConflictError(job.idempotency_key, admission.key)
-        if admission.outcome == "full":
-            raise QueueFullError(
-                f"queue {job.queue!r} has max_queued jobs waiting; retry later or raise it "
-                "with configure_queue()"
-            )
-        existing = admission.outcome not in ("ok", "idem") or (
-            admission.outcome == "idem" and not auto
-        )
-        handle: JobHandle[Any] = JobHandle(
-            layer, admission.key, result_type, existing, admission.generation
-        )
-        if admission.outcome == "exists":
-            raise JobExistsError(job.key, handle)
-        if admission.outcome == "ok" and job.delay_ms >= 0:
-            layer.due_in(job.delay_ms / 1000)
-        return handle
-
-    @public
-    async def submit_many(
-        self, jobs: list[tuple[Task[Any, Any] | str, Any]]
-    ) -> list[JobHandle[Any]]:
-        """Submit ``(task, params)`` pairs, each with a fresh key."""
-        return [await self.submit(task, params) for task, params in jobs]
+        out: list[JobHandle[Any] | PoolError] = []
+        for job, (_, result_type), admission in zip(jobs, prepared, admissions, strict=True):
+            out.append(_outcome(layer, job, result_type, admission))
+        return out
 
     async def run(self, task: Task[P, R], params: P, *, timeout: float | None = None) -> R:
         """Submit and return the result (RPC style); see ``JobHandle.result``."""
@@ -304,6 +317,29 @@ class TaskMethods:
     def job(self, key: str) -> JobHandle[Any]:
         """A handle to the task job ``key`` (no I/O; JobNotFoundError when used, if none)."""
         return JobHandle(self._layer(), check_key(key))
+
+
+def _outcome(
+    layer: TaskLayer, job: Submission, result_type: Any, admission: Admission
+) -> JobHandle[Any] | PoolError:
+    if admission.outcome == "conflict":
+        return IdempotencyConflictError(job.idempotency_key, admission.key)
+    if admission.outcome == "full":
+        return QueueFullError(
+            f"queue {job.queue!r} (or the key's own queue) has max_queued jobs waiting; retry "
+            "later or raise it with configure_queue()"
+        )
+    existing = admission.outcome not in ("ok", "idem") or (
+        admission.outcome == "idem" and not job.auto_idempotency
+    )
+    handle: JobHandle[Any] = JobHandle(
+        layer, admission.key, result_type, existing, admission.generation
+    )
+    if admission.outcome == "exists":
+        return JobExistsError(job.key, handle)
+    if admission.outcome == "ok" and job.delay_ms >= 0:
+        layer.due_in(job.delay_ms / 1000)
+    return handle
 
 
 def _submission(

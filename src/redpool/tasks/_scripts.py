@@ -133,10 +133,11 @@ class TaskScripts(ScriptRunner):
     def __init__(self, client: aioredis.Redis, keys: TaskKeys) -> None:
         super().__init__(client, keys.script_keys(), keys.script_templates(), _sources())
 
-    async def submit(self, job: Submission) -> Admission:
-        res = await self._run(
-            "task_submit",
-            [
+    async def submit(self, jobs: Sequence[Submission]) -> list[Admission] | None:
+        """One admission per job, in order; None when the pool shuts down."""
+        args: list[str | int | bytes] = []
+        for job in jobs:
+            args += [
                 job.key,
                 job.task,
                 job.queue,
@@ -148,18 +149,11 @@ class TaskScripts(ScriptRunner):
                 job.idempotency_ttl_ms,
                 job.if_active,
                 int(job.auto_idempotency),
-            ],
-        )
-        outcome = text(res[0])
-        if outcome == "shutdown":
-            return Admission(outcome, job.key, 0, "")
-        if outcome == "idem":
-            return Admission(outcome, text(res[1]), int(res[2]), text(res[3]))
-        if outcome == "conflict":
-            return Admission(outcome, text(res[1]), 0, "")
-        if outcome == "full":
-            return Admission(outcome, job.key, 0, "")
-        return Admission(outcome, job.key, int(res[1]), text(res[2]))
+            ]
+        res = await self._run("task_submit", args)
+        if res and not isinstance(res[0], list):  # {'shutdown'}
+            return None
+        return [_admission(job, item) for job, item in zip(jobs, res, strict=True)]
 
     async def claim(self, worker: str, starts: Sequence[tuple[str, int]]) -> list[Claim | None]:
         args: list[str | int] = [worker]
@@ -259,3 +253,14 @@ class TaskScripts(ScriptRunner):
         """('ok' | 'missing' | 'invalid', the status when invalid)."""
         res = await self._run("task_delete", [key])
         return text(res[0]), text(res[1]) if len(res) > 1 else ""
+
+
+def _admission(job: Submission, res: list[Any]) -> Admission:
+    outcome = text(res[0])
+    if outcome == "idem":
+        return Admission(outcome, text(res[1]), int(res[2]), text(res[3]))
+    if outcome == "conflict":
+        return Admission(outcome, text(res[1]), 0, "")
+    if outcome == "full":
+        return Admission(outcome, job.key, 0, "")
+    return Admission(outcome, job.key, int(res[1]), text(res[2]))
