@@ -13,7 +13,7 @@
 --   e epoch (drawn from TMETA.epoch on every placement: the fencing token), w worker ('' when
 --   none), a attempts started, ma max attempts (0: unlimited), ni interrupts, mi max
 --   interrupts, to timeout ms (0: none), rs retry wait spec (a map Lua passes on), pri priority,
---   c created ms, due ms, sa last start ms, fin finished ms, kp / kf keep ms (succeeded /
+--   c created ms, due ms, x expires ms (not started by then: canceled), sa last start ms, fin finished ms, kp / kf keep ms (succeeded /
 --   other terminal), tn tenant, lb labels, ik idempotency key, cf cancel requested (1),
 --   rw result waiters [{node, request}].
 -- Statuses: scheduled | queued -> starting -> running (-> canceling) -> succeeded | failed |
@@ -127,6 +127,17 @@ local function queue_full(queue)
   return redis.call('SCARD', active(queue)) >= conf.mr
 end
 
+local finish -- below: place and pull end the jobs that expired with it
+
+-- A job not started by its expires time is canceled instead (its error says so).
+local function expired(key, rec, now)
+  if not rec.x or rec.sa or now < rec.x then return false end  -- once started, it runs
+  redis.call('HSET', data(key), 'err', cmsgpack.pack({type = 'Expired',
+    message = 'not started before its expires time'}))
+  finish(key, rec, 'canceled', now)
+  return true
+end
+
 local function assign(key, rec, id)
   rec.w, rec.e = id, redis.call('HINCRBY', TMETA, 'epoch', 1)
   set_status(key, rec, 'starting')
@@ -158,8 +169,9 @@ local function ready_score(rec, now) return (9 - (rec.pri or 0)) * 1759218604441
 
 -- Run a queued job now if a slot is free, else leave it in its queue's ready set.
 local function place(key, rec, now)
-  local id = pick_worker(key, rec.q, now)
   redis.call('ZREM', TDELAYED, key)
+  if expired(key, rec, now) then return false end
+  local id = pick_worker(key, rec.q, now)
   if id then
     redis.call('ZREM', ready(rec.q), key)
     assign(key, rec, id)
@@ -182,7 +194,7 @@ local function pull(id, wrec, now, limit)
       if not head then break end
       redis.call('ZREM', ready(queue), head)
       local rec = load_task(head)
-      if rec and rec.s == 'queued' then
+      if rec and rec.s == 'queued' and not expired(head, rec, now) then
         assign(head, rec, id)
         placed = placed + 1
       end
@@ -237,6 +249,7 @@ local function admit(key, entry, now)
     c = entry.c, kp = opts.kp, kf = opts.kf, tn = opts.tn, lb = opts.lb, ik = entry.ik,
     rw = entry.rw,
   }
+  if opts.x then rec.x = entry.c + opts.x end
   if entry.d >= 0 then
     rec.due = now + entry.d
     set_status(key, rec, 'scheduled')
@@ -274,7 +287,7 @@ end
 -- The generation ends: status, purge time, waiters told (with the result or error when
 -- small, so a waiter need not read it after the next generation replaced it), and the next
 -- generation of its per-key queue admitted.
-local function finish(key, rec, status, now)
+function finish(key, rec, status, now)
   free_slot(key, rec)
   rec.w, rec.fin, rec.cf = '', now, nil
   set_status(key, rec, status)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 import redpool
 from tests.helpers import eventually
@@ -150,3 +151,24 @@ async def test_progress_recorded_by_a_run_shows_in_info(
     assert progress is not None
     assert (progress.total, progress.details, progress.percent) == (3, "step 3", 100)
     await handle.cancel(timeout=10)
+
+
+async def test_a_job_not_started_before_it_expires_is_canceled_and_never_runs(
+    make_node: MakeNode, task_workers: Workers, task_events: Path, redis: Redis
+) -> None:
+    node = await make_node()
+    stale = await node.submit(sleep, {"s": 0.01}, key="stale", expires=0.2)
+    fresh = await node.submit(sleep, {"s": 0.01}, key="fresh", expires=60)
+
+    async def expired_for_redis() -> bool:  # the Redis clock decides
+        seconds, _ = await redis.time()
+        info = await stale.info()
+        return seconds * 1000 >= info.created_at.timestamp() * 1000 + 200
+
+    await eventually(expired_for_redis, what="the expires time passed")
+    await task_workers()
+    assert (await fresh.wait(timeout=10)).status is redpool.Status.SUCCEEDED
+    with pytest.raises(redpool.JobCanceledError) as caught:
+        await stale.result(timeout=10)
+    assert caught.value.info.error is not None and caught.value.info.error.type == "Expired"
+    assert [e[3] for e in read_events(task_events)] == ["fresh", "fresh"]

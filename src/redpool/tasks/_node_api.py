@@ -167,6 +167,7 @@ class TaskMethods:
         priority: int = 0,
         delay: float | timedelta | None = None,
         at: datetime | None = None,
+        expires: float | timedelta | datetime | None = None,
         timeout: float | timedelta | None = UNSET,
         retry: Retry | None = UNSET,
         idempotency_key: str | None = None,
@@ -187,6 +188,7 @@ class TaskMethods:
         priority: int = 0,
         delay: float | timedelta | None = None,
         at: datetime | None = None,
+        expires: float | timedelta | datetime | None = None,
         timeout: float | timedelta | None = UNSET,
         retry: Retry | None = UNSET,
         idempotency_key: str | None = None,
@@ -206,6 +208,7 @@ class TaskMethods:
         priority: int = 0,
         delay: float | timedelta | None = None,
         at: datetime | None = None,
+        expires: float | timedelta | datetime | None = None,
         timeout: float | timedelta | None = UNSET,
         retry: Retry | None = UNSET,
         idempotency_key: str | None = None,
@@ -219,11 +222,12 @@ class TaskMethods:
         active, ``if_active="reject"`` raises JobExistsError (with ``.handle``),
         ``"return"`` returns the active job's handle, ``"queue"`` has this one wait in the
         key's FIFO (it runs after the ones before it ended), ``"replace"`` cancels the active
-        one and runs this one next. Options resolve here, once: submit >
+        one and runs this one next. ``expires``: a job not started by then (seconds from
+        now, or an aware datetime) is canceled instead. Options resolve here, once: submit >
         task > registry, and are stored with the job."""
         return await self._submit(
             task, params, key=key, queue=queue, priority=priority, delay=delay, at=at,
-            timeout=timeout, retry=retry, idempotency_key=idempotency_key,
+            expires=expires, timeout=timeout, retry=retry, idempotency_key=idempotency_key,
             idempotency_ttl=idempotency_ttl, if_active=if_active, tenant=tenant, labels=labels,
         )  # fmt: skip
 
@@ -238,6 +242,7 @@ class TaskMethods:
         priority: int = 0,
         delay: float | timedelta | None = None,
         at: datetime | None = None,
+        expires: float | timedelta | datetime | None = None,
         timeout: float | timedelta | None = UNSET,
         retry: Retry | None = UNSET,
         idempotency_key: str | None = None,
@@ -248,7 +253,7 @@ class TaskMethods:
     ) -> JobHandle[Any]:
         layer = await self._started_layer()
         job, result_type = _submission(
-            task, params, key, queue, priority, delay, at, timeout, retry,
+            task, params, key, queue, priority, delay, at, expires, timeout, retry,
             idempotency_key, idempotency_ttl, if_active, tenant, labels,
         )  # fmt: skip
         [outcome] = await self._admit(layer, [(job, result_type)])
@@ -265,8 +270,8 @@ class TaskMethods:
         first refusal (QueueFullError) is raised after the batch, the others stand."""
         layer = await self._started_layer()
         prepared = [
-            _submission(task, params, None, None, 0, None, None, UNSET, UNSET, None, None,
-                        "reject", None, None)
+            _submission(task, params, None, None, 0, None, None, None, UNSET, UNSET, None,
+                        None, "reject", None, None)
             for task, params in jobs
         ]  # fmt: skip
         outcomes: list[JobHandle[Any] | PoolError] = []
@@ -350,6 +355,7 @@ def _submission(
     priority: int,
     delay: float | timedelta | None,
     at: datetime | None,
+    expires: float | timedelta | datetime | None,
     timeout: float | timedelta | None,
     retry: Retry | None,
     idempotency_key: str | None,
@@ -391,6 +397,11 @@ def _submission(
         isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
     ):
         raise InvalidArgumentError("labels must map str to str")
+    if isinstance(expires, datetime):
+        if expires.tzinfo is None:
+            raise InvalidArgumentError(f"expires must be an aware datetime, got {expires!r}")
+        expires = max(0.001, (expires - datetime.now(timezone.utc)).total_seconds())
+    expires_s = seconds(expires, "expires")
     payload = encode(params, "params")
     options: dict[str, Any] = {
         "to": 0 if run_timeout is None else round(run_timeout * 1000),
@@ -403,6 +414,8 @@ def _submission(
         "tn": tenant or "",
         "lb": dict(labels or {}),
     }
+    if expires_s is not None:
+        options["x"] = round(expires_s * 1000)
     ttl = seconds(idempotency_ttl, "idempotency_ttl") or DAY
     job = Submission(
         key=check_key(key) if key is not None else f"task:{uuid.uuid4().hex}",
