@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar, overload
 
 import redis.asyncio as aioredis
@@ -20,27 +19,23 @@ from .._options import Options
 from .._redis import Boundary, Outage, public
 from .._validate import check_key
 from ..errors import (
-    IdempotencyConflictError,
     InvalidArgumentError,
-    JobExistsError,
     PoolError,
     PoolShuttingDownError,
-    QueueFullError,
 )
-from ._codec import encode, fingerprint
 from ._handle import JobHandle
 from ._hooks import check_hooks
 from ._jobs import Jobs
 from ._keys import TaskKeys
-from ._registry import UNSET, Retry, Task, Tasks, seconds
+from ._registry import UNSET, Retry, Task, Tasks
 from ._runner import TaskWorker
 from ._runtime import TaskLayer
-from ._scripts import Admission, Submission
+from ._scripts import Submission
+from ._submission import admitted, submission
 
 P = TypeVar("P")
 R = TypeVar("R")
 
-DAY = 86_400.0
 _SUBMITS = itertools.count(1)
 SUBMIT_BATCH = 500  # jobs per task_submit call
 
@@ -252,7 +247,7 @@ class TaskMethods:
         labels: Mapping[str, str] | None = None,
     ) -> JobHandle[Any]:
         layer = await self._started_layer()
-        job, result_type = _submission(
+        job, result_type = submission(
             task, params, key, queue, priority, delay, at, expires, timeout, retry,
             idempotency_key, idempotency_ttl, if_active, tenant, labels,
         )  # fmt: skip
@@ -270,7 +265,7 @@ class TaskMethods:
         first refusal (QueueFullError) is raised after the batch, the others stand."""
         layer = await self._started_layer()
         prepared = [
-            _submission(task, params, None, None, 0, None, None, None, UNSET, UNSET, None,
+            submission(task, params, None, None, 0, None, None, None, UNSET, UNSET, None,
                         None, "reject", None, None)
             for task, params in jobs
         ]  # fmt: skip
@@ -306,7 +301,7 @@ class TaskMethods:
             raise PoolShuttingDownError("the pool is shutting down; it admits no new jobs")
         out: list[JobHandle[Any] | PoolError] = []
         for job, (_, result_type), admission in zip(jobs, prepared, admissions, strict=True):
-            out.append(_outcome(layer, job, result_type, admission))
+            out.append(admitted(layer, job, result_type, admission))
         return out
 
     async def run(self, task: Task[P, R], params: P, *, timeout: float | None = None) -> R:
@@ -322,111 +317,3 @@ class TaskMethods:
     def job(self, key: str) -> JobHandle[Any]:
         """A handle to the task job ``key`` (no I/O; JobNotFoundError when used, if none)."""
         return JobHandle(self._layer(), check_key(key))
-
-
-def _outcome(
-    layer: TaskLayer, job: Submission, result_type: Any, admission: Admission
-) -> JobHandle[Any] | PoolError:
-    if admission.outcome == "conflict":
-        return IdempotencyConflictError(job.idempotency_key, admission.key)
-    if admission.outcome == "full":
-        return QueueFullError(
-            f"queue {job.queue!r} (or the key's own queue) has max_queued jobs waiting; retry "
-            "later or raise it with configure_queue()"
-        )
-    existing = admission.outcome not in ("ok", "idem") or (
-        admission.outcome == "idem" and not job.auto_idempotency
-    )
-    handle: JobHandle[Any] = JobHandle(
-        layer, admission.key, result_type, existing, admission.generation
-    )
-    if admission.outcome == "exists":
-        return JobExistsError(job.key, handle)
-    if admission.outcome == "ok" and job.delay_ms >= 0:
-        layer.due_in(job.delay_ms / 1000)
-    return handle
-
-
-def _submission(
-    task: Task[Any, Any] | str,
-    params: Any,
-    key: str | None,
-    queue: str | None,
-    priority: int,
-    delay: float | timedelta | None,
-    at: datetime | None,
-    expires: float | timedelta | datetime | None,
-    timeout: float | timedelta | None,
-    retry: Retry | None,
-    idempotency_key: str | None,
-    idempotency_ttl: float | timedelta | None,
-    if_active: str,
-    tenant: str | None,
-    labels: Mapping[str, str] | None,
-) -> tuple[Submission, Any]:
-    """The stored form of a submit: options resolved once (submit > task > registry)."""
-    if isinstance(task, Task):
-        name, default_queue, result_type = task.name, task.queue, task.result_type
-        task_timeout, task_retry = task.timeout, task.retry
-    elif isinstance(task, str) and task:
-        name, default_queue, result_type = task, "default", None
-        task_timeout, task_retry = None, Retry()
-    else:
-        raise InvalidArgumentError(f"task must be a Task or a task name, got {task!r}")
-    if if_active not in ("reject", "return", "queue", "replace"):
-        raise InvalidArgumentError(
-            f"if_active must be 'reject', 'return', 'queue' or 'replace', got {if_active!r}"
-        )
-    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
-        raise InvalidArgumentError(f"priority must be an int 0..9, got {priority!r}")
-    if retry is not UNSET and retry is not None:
-        if not isinstance(retry, Retry):
-            raise InvalidArgumentError(f"retry must be a redpool.Retry, got {retry!r}")
-        if retry.retry is not None:
-            raise InvalidArgumentError(
-                "a retry predicate is code: give it in the task's definition, not at submit"
-            )
-    policy = task_retry if retry is UNSET or retry is None else retry
-    run_timeout = task_timeout if timeout is UNSET else seconds(timeout, "timeout")
-    delay_s = seconds(delay, "delay") if delay else None
-    if at is not None:
-        if not isinstance(at, datetime) or at.tzinfo is None:
-            raise InvalidArgumentError(f"at must be an aware datetime, got {at!r}")
-        delay_s = max(0.0, (at - datetime.now(timezone.utc)).total_seconds())
-    if labels is not None and not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
-        raise InvalidArgumentError("labels must map str to str")
-    if isinstance(expires, datetime):
-        if expires.tzinfo is None:
-            raise InvalidArgumentError(f"expires must be an aware datetime, got {expires!r}")
-        expires = max(0.001, (expires - datetime.now(timezone.utc)).total_seconds())
-    expires_s = seconds(expires, "expires")
-    payload = encode(params, "params")
-    options: dict[str, Any] = {
-        "to": 0 if run_timeout is None else round(run_timeout * 1000),
-        "ma": policy.max_attempts or 0,
-        "mi": 3,
-        "rs": policy.wait_spec(),
-        "kp": round(DAY * 1000),
-        "kf": round(7 * DAY * 1000),
-        "pri": priority,
-        "tn": tenant or "",
-        "lb": dict(labels or {}),
-    }
-    if expires_s is not None:
-        options["x"] = round(expires_s * 1000)
-    ttl = seconds(idempotency_ttl, "idempotency_ttl") or DAY
-    job = Submission(
-        key=check_key(key) if key is not None else f"task:{uuid.uuid4().hex}",
-        task=name,
-        queue=check_key(queue or default_queue),
-        params=payload,
-        options=options,
-        delay_ms=-1 if delay_s is None else round(delay_s * 1000),
-        idempotency_key=check_key(idempotency_key) if idempotency_key else "",
-        fingerprint=fingerprint(name, payload),
-        idempotency_ttl_ms=round(ttl * 1000),
-        if_active=if_active,
-    )
-    return job, result_type
