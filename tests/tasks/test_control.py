@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from redis.asyncio import Redis
 
 import redpool
 from tests.helpers import eventually
+from tests.procs import ROOT
 from tests.tasks.conftest import TaskWorkerProc, read_events
 from tests.tasks.sample_tasks import AddParams, add, sleep, steps
 
@@ -90,6 +92,39 @@ async def test_concurrent_submits_with_one_idempotency_key_admit_one_job(
     replay = await nodes[1].submit(add, AddParams(1, 1), idempotency_key="pay-7")
     assert replay.key == handles[0].key and replay.existing  # after success: the old job
     assert (await replay.result()).total == 2
+
+
+async def test_concurrent_submits_from_three_processes_with_one_idempotency_key_admit_one_job(
+    make_node: MakeNode, redis_url: str, pool_name: str
+) -> None:
+    node = await make_node(client_only=True)
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.tasks.submit_proc",
+            redis_url,
+            pool_name,
+            "7",
+            "order-9",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    mine = await asyncio.gather(
+        *(node.submit(add, AddParams(1, 1), idempotency_key="order-9") for _ in range(6))
+    )
+    answers = [(h.key, h.existing) for h in mine]
+    for proc in procs:
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0
+        answers += [
+            (k, bool(int(e))) for k, e in (line.split() for line in out.decode().splitlines())
+        ]
+    assert len(answers) == 20
+    assert len({key for key, _ in answers}) == 1
+    assert sum(not existing for _, existing in answers) == 1
 
 
 async def test_unencodable_params_raise_at_submit(make_node: MakeNode) -> None:
