@@ -220,38 +220,16 @@ class TaskMethods:
         one and runs this one next. ``expires``: a job not started by then (seconds from
         now, or an aware datetime) is canceled instead. Options resolve here, once: submit >
         task > registry, and are stored with the job."""
-        return await self._submit(
-            task, params, key=key, queue=queue, priority=priority, delay=delay, at=at,
-            expires=expires, timeout=timeout, retry=retry, idempotency_key=idempotency_key,
-            idempotency_ttl=idempotency_ttl, if_active=if_active, tenant=tenant, labels=labels,
-        )  # fmt: skip
-
-    @public
-    async def _submit(
-        self,
-        task: Task[Any, Any] | str,
-        params: Any = None,
-        *,
-        key: str | None = None,
-        queue: str | None = None,
-        priority: int = 0,
-        delay: float | timedelta | None = None,
-        at: datetime | None = None,
-        expires: float | timedelta | datetime | None = None,
-        timeout: float | timedelta | None = UNSET,
-        retry: Retry | None = UNSET,
-        idempotency_key: str | None = None,
-        idempotency_ttl: float | timedelta | None = None,
-        if_active: Literal["reject", "return", "queue", "replace"] = "reject",
-        tenant: str | None = None,
-        labels: Mapping[str, str] | None = None,
-    ) -> JobHandle[Any]:
-        layer = await self._started_layer()
-        job, result_type = submission(
+        prepared = submission(
             task, params, key, queue, priority, delay, at, expires, timeout, retry,
             idempotency_key, idempotency_ttl, if_active, tenant, labels,
         )  # fmt: skip
-        [outcome] = await self._admit(layer, [(job, result_type)])
+        return await self._submit_one(prepared)
+
+    @public
+    async def _submit_one(self, prepared: tuple[Submission, Any]) -> JobHandle[Any]:
+        """The error boundary of submit() (whose overloads it cannot wrap)."""
+        [outcome] = await self._admit(await self._started_layer(), [prepared])
         if isinstance(outcome, PoolError):
             raise outcome
         return outcome
