@@ -1,10 +1,12 @@
-"""The threads that run sync user callbacks (handler methods, plan(), on_state_lost), so no
-user code can stall the event loop that renews the node's lease."""
+"""The threads that run sync user callbacks (handler methods, plan(), on_state_lost, sync
+tasks), so no user code can stall the event loop that renews the node's lease."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import ctypes
 import inspect
 import itertools
 import queue
@@ -100,3 +102,116 @@ async def call_maybe_async(
     else:
         result = await asyncio.wrap_future(threads.submit(run))
     return await result if inspect.isawaitable(result) else result
+
+
+async def call_stoppable(
+    fn: Callable[..., Any],
+    *args: Any,
+    interrupt: type[BaseException],
+    wait_when_cancelled: Callable[[], bool],
+) -> Any:
+    """Run sync ``fn`` in a daemon thread of its own. A cancel of the awaiting task raises
+    ``interrupt`` in that thread (CPython's async exception, Dramatiq's method) and, while
+    ``wait_when_cancelled()``, goes on waiting until the code has stopped, then re-raises the
+    CancelledError. Cooperative: the exception fires at the thread's next bytecode, so a
+    blocking C call (time.sleep, a socket read) ends first."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[_Outcome] = loop.create_future()
+    thread = _StoppableThread(fn, args, interrupt, loop, done)
+    thread.start()
+    cancelled = False
+    while not done.done():
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            cancelled = True
+            thread.interrupt()
+            if not wait_when_cancelled():
+                raise  # abandoned: a daemon thread does not keep the process alive
+    if cancelled:
+        raise asyncio.CancelledError
+    outcome = done.result()
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.value
+
+
+@dataclass(slots=True)
+class _Outcome:
+    value: Any = None
+    error: BaseException | None = None
+
+
+class _StoppableThread(threading.Thread):
+    """One call in a thread that ``interrupt()`` can raise into exactly once, and only while
+    the call runs (never into the code that reports its end, nor into a thread that reuses
+    the ident after this one ended)."""
+
+    _ids = itertools.count(1)
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        interrupt: type[BaseException],
+        loop: asyncio.AbstractEventLoop,
+        done: asyncio.Future[_Outcome],
+    ) -> None:
+        super().__init__(name=f"redpool-task-{next(self._ids)}", daemon=True)
+        self._fn = fn
+        self._args = args
+        self._interrupt = interrupt
+        self._loop = loop
+        self._done = done
+        self._lock = threading.Lock()
+        self._state = "new"  # new -> running -> ended
+        self._requested = False
+        self._sent = False
+
+    def interrupt(self) -> None:
+        with self._lock:
+            self._requested = True
+            if self._state == "running" and not self._sent and self.ident is not None:
+                self._sent = True
+                _set_async_exc(self.ident, self._interrupt)
+
+    def run(self) -> None:
+        outcome = _Outcome()
+        try:
+            try:
+                try:
+                    self._arm()
+                    outcome.value = self._fn(*self._args)
+                except BaseException as exc:
+                    outcome.error = exc
+            except BaseException as exc:  # the one async exception landed in the handler
+                outcome.error = exc
+            finally:
+                self._disarm()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                self._loop.call_soon_threadsafe(_settle, self._done, outcome)
+
+    def _arm(self) -> None:
+        with self._lock:
+            if self._requested:  # stopped before the call began
+                raise self._interrupt
+            self._state = "running"
+
+    def _disarm(self) -> None:
+        with self._lock:
+            if self._sent and self.ident is not None:
+                _set_async_exc(self.ident, None)  # drop it if it is still pending
+            self._state = "ended"
+
+
+def _set_async_exc(ident: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` in thread ``ident`` at its next bytecode (None: clear a pending one)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(ident), None if exc is None else ctypes.py_object(exc)
+    )
+
+
+def _settle(done: asyncio.Future[_Outcome], outcome: _Outcome) -> None:
+    if not done.done():
+        done.set_result(outcome)

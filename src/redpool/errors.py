@@ -196,6 +196,19 @@ class UnknownTaskError(PoolError):
         self.name = name
 
 
+class RunStoppedError(PoolError):
+    """Raised in a sync task's thread once its run is canceled or timed out: by
+    ``run.checkpoint()`` / ``run.progress()``, or as an async exception at the thread's next
+    bytecode. Let it propagate: the job ends canceled / timed_out when the code returns."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(
+            f"this run was stopped ({reason or 'canceled or timed out'}); let the error "
+            "propagate so the task ends"
+        )
+        self.reason = reason
+
+
 class Skip(Exception):
     """Raised by a task to end its job as skipped (``reason`` is kept as its error)."""
 

@@ -5,6 +5,7 @@ to the file named by $REDPOOL_TASK_EVENTS with one O_APPEND write each."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Any
 import tenacity
 
 import redpool
-from redpool import Retry, RunContext
+from redpool import Retry, RunContext, SyncRunContext
 
 tasks = redpool.Tasks()
 
@@ -120,3 +121,34 @@ async def steps(run: RunContext, n: int) -> None:
     for i in range(n):
         await run.progress(i + 1, n, details=f"step {i + 1}")
     await asyncio.sleep(3600)
+
+
+@tasks.task(name="sync_ticks")
+def sync_ticks(run: SyncRunContext, params: str) -> None:
+    """Records a tick every 10 ms until stopped, at ``run.checkpoint()`` or, when params is
+    "progress", at ``run.progress()``."""
+    record(run, "start")
+    try:
+        for i in itertools.count():
+            if params == "progress":
+                run.progress(i)
+            else:
+                run.checkpoint()
+            record(run, "tick")
+            time.sleep(0.01)
+    except redpool.RunStoppedError:
+        record(run, "stopped")
+        raise
+
+
+@tasks.task(name="sync_spin")
+def sync_spin(run: SyncRunContext, params: None) -> None:
+    """A pure-Python busy loop with no checkpoint: only the async exception stops it."""
+    record(run, "start")
+    n = 0
+    try:
+        while True:
+            n += 1
+    except redpool.RunStoppedError:
+        record(run, "stopped")
+        raise

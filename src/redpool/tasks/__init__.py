@@ -1,7 +1,7 @@
 """The tasks layer: run-to-completion jobs on the pool (submit, results, retries, timeouts,
 cancel, idempotency, capacity-aware placement), built on the pool's leases and fencing."""
 
-from ._context import RunContext
+from ._context import RunContext, SyncRunContext
 from ._handle import JobHandle
 from ._jobs import Jobs, JobStats, QueueStats, WorkerStats
 from ._registry import Retry, Task, Tasks
@@ -22,6 +22,7 @@ __all__ = [
     "RunContext",
     "RunInfo",
     "Status",
+    "SyncRunContext",
     "Task",
     "TaskWorker",
     "Tasks",

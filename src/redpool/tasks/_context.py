@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 
 from structlog.typing import FilteringBoundLogger
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, RunStoppedError
 from ._scripts import Claim, TaskScripts
 
 
@@ -58,5 +58,39 @@ class RunContext:
 
     async def checkpoint(self) -> None:
         """A point where the run may be stopped (cancel, timeout): async runs are stopped by
-        cancellation at any await, so this only yields to the loop."""
+        cancellation at any await, so this only yields to the loop (sync tasks get
+        ``SyncRunContext``, whose checkpoint raises)."""
         await asyncio.sleep(0)
+
+
+class SyncRunContext(RunContext):
+    """What a plain ``def`` task (run in a thread) gets: ``checkpoint()`` and ``progress()``
+    are plain calls, and raise ``RunStoppedError`` once the run is canceled or timed out (the
+    run also gets that error as an async exception: cooperative, see the README)."""
+
+    def __init__(
+        self,
+        claim: Claim,
+        worker_id: str,
+        scripts: TaskScripts,
+        owned: Callable[[], bool],
+        log: FilteringBoundLogger,
+        stopped: Callable[[], str],
+    ) -> None:
+        super().__init__(claim, worker_id, scripts, owned, log)
+        self._loop = asyncio.get_running_loop()
+        self._stopped = stopped
+
+    def checkpoint(self) -> None:  # type: ignore[override]  # a sync task's own form
+        """A point where the run stops if it was canceled or timed out."""
+        reason = self._stopped()
+        if reason:
+            raise RunStoppedError(reason)
+
+    def progress(  # type: ignore[override]  # a sync task's own form
+        self, completed: float, total: float | None = None, details: str | None = None
+    ) -> None:
+        """Record progress (on the worker's loop, waiting for it); also a checkpoint."""
+        self.checkpoint()
+        write = super().progress(completed, total, details)
+        asyncio.run_coroutine_threadsafe(write, self._loop).result()

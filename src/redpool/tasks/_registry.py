@@ -16,7 +16,7 @@ from ..errors import InvalidArgumentError, UnknownTaskError
 from ._hooks import check_hooks
 
 if TYPE_CHECKING:
-    from ._context import RunContext
+    from ._context import RunContext, SyncRunContext
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -118,6 +118,8 @@ class TaskDecorator(Protocol):
     @overload
     def __call__(self, fn: Callable[[RunContext, P], Awaitable[R]]) -> Task[P, R]: ...
     @overload
+    def __call__(self, fn: Callable[[SyncRunContext, P], R]) -> Task[P, R]: ...
+    @overload
     def __call__(self, fn: Callable[[RunContext, P], R]) -> Task[P, R]: ...
 
 
@@ -161,7 +163,7 @@ class Tasks:
         hooks: Sequence[object] | None = None,
     ) -> TaskDecorator:
         """Register the decorated ``async def fn(run: RunContext, params) -> result`` (or a
-        plain ``def``, which runs in a thread)."""
+        plain ``def``, which runs in a thread and gets a ``SyncRunContext``)."""
 
         def register(fn: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(fn) or len(inspect.signature(fn).parameters) < 1:

@@ -1,6 +1,7 @@
 """A task worker: runs the jobs Redis hands it (never more than its slots: placement checks
-them in Redis), with real timeouts and cancels (asyncio cancellation), and reports how each
-run ended. Every report is fenced by (worker, epoch) in its script."""
+them in Redis), with real timeouts and cancels (asyncio cancellation; sync tasks: an error at
+their checkpoints and an async exception in their thread), and reports how each run ended.
+Every report is fenced by (worker, epoch) in its script."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import tenacity
 from structlog.typing import FilteringBoundLogger
 
 from .._redis import retry_transient
-from ..errors import Fail, RetryLater, Skip, UnknownTaskError
+from .._threads import call_stoppable
+from ..errors import Fail, RetryLater, RunStoppedError, Skip, UnknownTaskError
 from . import _hooks as hooks
 from ._codec import decode, encode
-from ._context import RunContext
+from ._context import RunContext, SyncRunContext
 from ._registry import Task, Tasks, wait_seconds
 from ._scripts import Claim, TaskScripts
 
@@ -130,7 +132,13 @@ class TaskWorker:
             params = decode(claim.params, task.params_type)
         except (UnknownTaskError, Exception) as exc:  # not retryable: no run fixes it
             return "failed", _error(exc), -1
-        ctx = run.ctx = RunContext(claim, self.id, self._scripts, self._owns(claim), self.log)
+        ctx = run.ctx = (
+            RunContext(claim, self.id, self._scripts, self._owns(claim), self.log)
+            if task.is_async
+            else SyncRunContext(
+                claim, self.id, self._scripts, self._owns(claim), self.log, lambda: run.stop
+            )
+        )
         run.hooks = (*self.hooks, *self.tasks.hooks, *task.hooks)
         timer = None
         if claim.timeout_ms > 0:  # a timeout is a stop of its own cause, not "elapsed > t"
@@ -139,7 +147,7 @@ class TaskWorker:
             )
         try:
             await hooks.start(run.hooks, ctx)
-            result = run.result = await self._call(task, ctx, params)
+            result = run.result = await self._call(task, ctx, params, run)
         except asyncio.CancelledError:
             if not run.stop:
                 raise  # not ours: the worker itself is being torn down
@@ -172,12 +180,18 @@ class TaskWorker:
             return "failed", _error(too_big), -1
         return "succeeded", value, -1
 
-    async def _call(self, task: Task[Any, Any], ctx: RunContext, params: Any) -> Any:
+    async def _call(self, task: Task[Any, Any], ctx: RunContext, params: Any, run: _Run) -> Any:
         if task.is_async:
             return await task.fn(ctx, params)
-        # Plain functions run in a thread: a timeout or cancel stops waiting for them, but
-        # cannot stop their code (cooperative; see the README).
-        return await asyncio.to_thread(task.fn, ctx, params)
+        # Plain functions run in a thread of their own; a stop raises in it (cooperative:
+        # see the README) and, like an async run, the run ends only once the code stopped.
+        return await call_stoppable(
+            task.fn,
+            ctx,
+            params,
+            interrupt=RunStoppedError,
+            wait_when_cancelled=lambda: bool(run.stop),
+        )
 
     def _retry(self, task: Task[Any, Any], claim: Claim, exc: BaseException) -> int:
         """Retry delay ms by the task's predicate and the stored wait (-1: do not retry;
