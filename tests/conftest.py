@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 import redpool
 from tests.procs import Member
+from tests.proxy import Proxy
 from tests.redis_server import RedisServer
 
 _pool_ids = itertools.count()
@@ -43,6 +44,15 @@ def fresh_redis() -> Iterator[Callable[..., RedisServer]]:
     yield make
     for server in servers:
         server.cleanup()
+
+
+@pytest.fixture
+def proxy(redis_server: RedisServer) -> Iterator[Proxy]:
+    """A proxy to the test's Redis (``proxy.url``): blackholes, loses replies, cuts."""
+    proxy = Proxy(redis_server.port)
+    proxy.start()
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture

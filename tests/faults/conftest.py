@@ -1,25 +1,13 @@
-"""Fault-suite fixtures: a TCP proxy between a node and Redis, and a report of measured
-recovery times printed after the run."""
+"""Fault-suite fixtures: a report of measured recovery times printed after the run (the
+``proxy`` fixture is in tests/conftest.py: the tasks tests use it too)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
-from tests.proxy import Proxy
-from tests.redis_server import RedisServer
-
 _REPORT: list[str] = []
-
-
-@pytest.fixture
-def proxy(redis_server: RedisServer) -> Iterator[Proxy]:
-    """A proxy to the test's Redis (``proxy.url``): blackholes, loses replies, cuts."""
-    proxy = Proxy(redis_server.port)
-    proxy.start()
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture

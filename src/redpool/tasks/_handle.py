@@ -125,8 +125,10 @@ class JobHandle(Generic[R]):
         once; a running one stops at its next await. With ``wait``, return once it ended (its
         code stopped)."""
         layer = self._layer
+        request, ttl_ms = layer.memo()  # its retries answer what the first call did
         status = await layer.call(
-            f"canceling {self.key!r}", lambda: layer.scripts.cancel(self.key, self.generation or 0)
+            f"canceling {self.key!r}",
+            lambda: layer.scripts.cancel(self.key, self.generation or 0, request, ttl_ms),
         )
         if status == "missing":
             raise JobNotFoundError(self.key)

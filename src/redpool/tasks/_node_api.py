@@ -4,7 +4,6 @@ pool core). Each call goes through the node's tasks layer, created on first use.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar, overload
@@ -36,7 +35,6 @@ from ._submission import admitted, submission
 P = TypeVar("P")
 R = TypeVar("R")
 
-_SUBMITS = itertools.count(1)
 SUBMIT_BATCH = 500  # jobs per task_submit call
 
 
@@ -261,17 +259,14 @@ class TaskMethods:
         """One task_submit call: a handle, or the error that refused it, per job."""
         # A retry after a lost reply must not admit twice: without an idempotency key of the
         # user's, one of this node's own (kept briefly, not in the record) makes it safe.
-        jobs = [
-            job
-            if job.idempotency_key
-            else dataclasses.replace(
-                job,
-                idempotency_key=f"{self.id}:{next(_SUBMITS)}",
-                idempotency_ttl_ms=round(4 * self._opts.dispatch_timeout * 1000),
-                auto_idempotency=True,
-            )
-            for job, _ in prepared
-        ]
+        jobs: list[Submission] = []
+        for job, _ in prepared:
+            if not job.idempotency_key:
+                request, ttl_ms = layer.memo()
+                job = dataclasses.replace(
+                    job, idempotency_key=request, idempotency_ttl_ms=ttl_ms, auto_idempotency=True
+                )
+            jobs.append(job)
         admissions = await layer.call(
             f"submitting {len(jobs)} task job(s)", lambda: layer.scripts.submit(jobs)
         )

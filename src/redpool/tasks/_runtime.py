@@ -88,6 +88,13 @@ class TaskLayer:
         if self._reader is not None:
             await self._reader.aclose()
 
+    def memo(self) -> tuple[str, int]:
+        """A request id unique in the pool and how long Redis keeps its call's memo (ms): a
+        retry after a lost reply then answers what the first call did (task_submit,
+        task_cancel). The memo outlives every retry of ``call``."""
+        ttl_ms = round(4 * self.opts.dispatch_timeout * 1000)
+        return f"{self.node_id}:{next(self._requests)}", ttl_ms
+
     async def call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """A user call's Redis work, retried through an outage (as dispatch_job) and then
         RedisUnavailableError. Each script it runs must be safe to run twice."""
