@@ -43,17 +43,8 @@ local function now_ms()
 end
 
 -- nil: no such job; false: the stored record is corrupt; otherwise the record table.
-local function load_job(key)
-  local raw = redis.call('HGET', JOBS, key)
-  if not raw then return nil end
-  local ok, rec = pcall(cmsgpack.unpack, raw)
-  if not ok or type(rec) ~= 'table' or type(rec.s) ~= 'string' or type(rec.e) ~= 'number' then
-    return false
-  end
-  return rec
-end
-
-local function save_job(key, rec) redis.call('HSET', JOBS, key, cmsgpack.pack(rec)) end
+local function load_job(key) return load_record(JOBS, key) end
+local function save_job(key, rec) save_record(JOBS, key, rec) end
 
 -- Epochs are drawn from one pool-wide counter, so no two assignments of a key ever share an
 -- epoch, also across admissions. Returns the first of ``n`` fresh epochs.

@@ -79,16 +79,8 @@ local function idem_set(k, value, ttl, now)
 end
 
 -- nil: no such job; false: corrupt; otherwise the record table.
-local function load_task(key)
-  local raw = redis.call('HGET', TJOBS, key)
-  if not raw then return nil end
-  local ok, rec = pcall(cmsgpack.unpack, raw)
-  if not ok or type(rec) ~= 'table' or type(rec.s) ~= 'string' or type(rec.e) ~= 'number' then
-    return false
-  end
-  return rec
-end
-local function save_task(key, rec) redis.call('HSET', TJOBS, key, cmsgpack.pack(rec)) end
+local function load_task(key) return load_record(TJOBS, key) end
+local function save_task(key, rec) save_record(TJOBS, key, rec) end
 
 -- The status indexes (tstatus:<status>, key -> created ms) list jobs without a SCAN.
 local function set_status(key, rec, status)

@@ -1,8 +1,8 @@
 """The Lua scripts of ``lua/``: loaded once, run with EVALSHA, wrapped in typed calls.
 
-Each script is ``lua/_prelude.lua`` followed by the script's own file, behind a Redis 7
-shebang line for the scripts flagged ``allow-oom`` (the flags are part of the loaded source, so
-EVALSHA runs with them). EVALSHA is sent on a connection of the client's pool (the two
+Each script is ``lua/_records.lua`` and ``lua/_prelude.lua`` followed by the script's own file,
+behind a Redis 7 shebang line for the scripts flagged ``allow-oom`` (the flags are part of the
+loaded source, so EVALSHA runs with them). EVALSHA is sent on a connection of the client's pool (the two
 scripts on every dispatch's path, admit and started, have a connection of their own:
 ``_redis.Lane``) without redis-py's own retry (which would run a script again after a lost
 reply, blindly): a call either answers, or fails and leaves retrying to redpool, whose retries
@@ -93,9 +93,10 @@ def _shebang(name: str, allow_oom: frozenset[str]) -> str:
 def load_sources(
     prelude_name: str, names: Sequence[str], allow_oom: frozenset[str] = ALLOW_OOM
 ) -> dict[str, str]:
-    """Each script of ``names`` behind the prelude ``prelude_name`` (and its flags line)."""
+    """Each script of ``names`` behind its flags line, ``_records.lua`` (shared by both
+    preludes) and the prelude ``prelude_name``."""
     folder = _lua_dir()
-    prelude = (folder / f"{prelude_name}.lua").read_text()
+    prelude = "\n".join((folder / f"{name}.lua").read_text() for name in ("_records", prelude_name))
     return {
         name: _shebang(name, allow_oom) + prelude + "\n" + (folder / f"{name}.lua").read_text()
         for name in names
