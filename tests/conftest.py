@@ -4,6 +4,7 @@ and fresh servers for tests that restart or break theirs."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -14,6 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 
 import redpool
+from redpool._scripts import sources
+from redpool.tasks._scripts import _sources as task_sources
 from tests.procs import Member
 from tests.proxy import Proxy
 from tests.redis_server import RedisServer
@@ -53,6 +56,36 @@ def proxy(redis_server: RedisServer) -> Iterator[Proxy]:
     proxy.start()
     yield proxy
     proxy.stop()
+
+
+def script_sha(name: str) -> bytes:
+    """What the EVALSHA of script ``name`` (the core's or a task script) carries: the marker
+    for ``Proxy.lose_reply_to``."""
+    source = {**sources(), **task_sources()}[name]
+    return hashlib.sha1(source.encode()).hexdigest().encode()
+
+
+@pytest.fixture
+async def via_proxy(
+    proxy: Proxy, pool_name: str, redis: aioredis.Redis
+) -> AsyncIterator[Callable[..., Awaitable[redpool.Node]]]:
+    """Nodes of the test's pool whose every connection goes through the proxy. Every script is
+    loaded first: a lost reply is then always that of a script that ran (not of a NOSCRIPT
+    answer)."""
+    for source in [*sources().values(), *task_sources().values()]:
+        await redis.script_load(source)
+    nodes: list[redpool.Node] = []
+
+    async def make(**options: Any) -> redpool.Node:
+        options.setdefault("worker_ttl", 1.0)
+        options.setdefault("job_sink_block", 1.0)
+        node = await redpool.add_node(pool_name, proxy.url, **options)
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        await node.close()
 
 
 @pytest.fixture

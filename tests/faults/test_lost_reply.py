@@ -5,44 +5,12 @@ changes nothing again (redis-py's own blind retry is off for script calls)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-import redis.asyncio as aioredis
 
 import redpool
-from redpool._scripts import sources
+from tests.conftest import script_sha
 from tests.helpers import Recorder, eventually
-from tests.proxy import Proxy
-
-
-def sha(script: str) -> bytes:
-    """What the EVALSHA of ``script`` carries: the proxy loses the reply to that request."""
-    return hashlib.sha1(sources()[script].encode()).hexdigest().encode()
-
-
-@pytest.fixture
-async def via_proxy(
-    proxy: Proxy, pool_name: str, redis: aioredis.Redis
-) -> AsyncIterator[Callable[..., Awaitable[redpool.Node]]]:
-    """A client-only node of the test's pool whose every connection goes through the proxy.
-    The scripts are loaded first: a lost reply is then always that of a script that ran (not
-    of a NOSCRIPT answer)."""
-    for source in sources().values():
-        await redis.script_load(source)
-    nodes: list[redpool.Node] = []
-
-    async def make(**options: float) -> redpool.Node:
-        node = await redpool.add_node(
-            pool_name, proxy.url, client_only=True, worker_ttl=1.0, job_sink_block=1.0, **options
-        )
-        nodes.append(node)
-        return node
-
-    yield make
-    for node in nodes:
-        await node.close()
 
 
 async def _no_jobs(node: redpool.Node) -> bool:
@@ -59,8 +27,8 @@ async def test_a_retried_admit_whose_job_already_started_is_not_refused(
 ):
     handler = Recorder()
     await (await make_node()).add_worker(handler)
-    client = await via_proxy(ack_grace_period=5.0)
-    proxy.lose_reply_to(sha("admit"), LOST)
+    client = await via_proxy(client_only=True, ack_grace_period=5.0)
+    proxy.lose_reply_to(script_sha("admit"), LOST)
     await client.dispatch_job("k")  # was JobExistsError: the job had started, r was cleared
     assert proxy.lost == LOST
     assert handler.started == ["k"]
@@ -81,8 +49,8 @@ async def test_a_retried_admit_of_a_job_whose_start_failed_does_not_start_it_aga
 
     handler.start = counting_start  # type: ignore[method-assign]
     await worker_node.add_worker(handler)
-    client = await via_proxy(ack_grace_period=5.0)
-    proxy.lose_reply_to(sha("admit"))
+    client = await via_proxy(client_only=True, ack_grace_period=5.0)
+    proxy.lose_reply_to(script_sha("admit"))
     with pytest.raises(redpool.JobStartError, match="RuntimeError: no"):
         await client.dispatch_job("k")
     assert proxy.lost == 1
@@ -95,8 +63,8 @@ async def test_a_retried_withdraw_still_raises_dispatch_timeout(make_node, via_p
     handler = Recorder()
     handler.gate = asyncio.Event()
     await worker_node.add_worker(handler)
-    client = await via_proxy(ack_grace_period=0.25)
-    proxy.lose_reply_to(sha("withdraw"))
+    client = await via_proxy(client_only=True, ack_grace_period=0.25)
+    proxy.lose_reply_to(script_sha("withdraw"))
     try:
         # Was a normal return: the retry found the job stopping with no waiter, "started".
         with pytest.raises(redpool.DispatchTimeoutError, match="did not return in time"):
@@ -111,9 +79,9 @@ async def test_a_retried_withdraw_still_raises_dispatch_timeout(make_node, via_p
 async def test_a_retried_notify_delivers_once(make_node, via_proxy, proxy):
     handler = Recorder()
     await (await make_node()).add_worker(handler)
-    client = await via_proxy()
+    client = await via_proxy(client_only=True)
     await client.dispatch_job("k")
-    proxy.lose_reply_to(sha("notify"), LOST)
+    proxy.lose_reply_to(script_sha("notify"), LOST)
     await client.notify_worker("k", b"once")
     assert proxy.lost == LOST
     await client.notify_worker("k", b"after")
@@ -124,33 +92,26 @@ async def test_a_retried_notify_delivers_once(make_node, via_proxy, proxy):
 async def test_a_retried_stop_that_worked_returns(make_node, via_proxy, proxy):
     handler = Recorder()
     await (await make_node()).add_worker(handler)
-    client = await via_proxy()
+    client = await via_proxy(client_only=True)
     await client.dispatch_job("k")
-    proxy.lose_reply_to(sha("stop"), LOST)
+    proxy.lose_reply_to(script_sha("stop"), LOST)
     await client.stop_job("k")  # was JobNotFoundError: the owner had freed the key meanwhile
     assert proxy.lost == LOST
     assert handler.stopped == ["k"]
     assert await client.job_keys() == []
 
 
-async def test_a_retried_take_of_notifications_still_delivers_them(
-    make_node, pool_name, proxy, redis
-):
-    for source in sources().values():
-        await redis.script_load(source)
+async def test_a_retried_take_of_notifications_still_delivers_them(make_node, via_proxy, proxy):
     handler = Recorder()
-    worker_node = await redpool.add_node(pool_name, proxy.url, worker_ttl=2.0, job_sink_block=1.0)
-    try:
-        await worker_node.add_worker(handler)
-        client = await make_node(client_only=True)
-        await client.dispatch_job("k")
-        proxy.lose_reply_to(sha("take_notes"))
-        await client.notify_worker("k", b"once")
-        # Was lost: the first take deleted the notes, its retry found none.
-        await eventually(lambda: ("k", b"once") in handler.notifications, what="delivered")
-        assert proxy.lost == 1
-        await client.notify_worker("k", b"after")
-        await eventually(lambda: ("k", b"after") in handler.notifications, what="both delivered")
-        assert handler.notifications == [("k", b"once"), ("k", b"after")]
-    finally:
-        await worker_node.close()
+    worker_node = await via_proxy(worker_ttl=2.0)
+    await worker_node.add_worker(handler)
+    client = await make_node(client_only=True)
+    await client.dispatch_job("k")
+    proxy.lose_reply_to(script_sha("take_notes"))
+    await client.notify_worker("k", b"once")
+    # Was lost: the first take deleted the notes, its retry found none.
+    await eventually(lambda: ("k", b"once") in handler.notifications, what="delivered")
+    assert proxy.lost == 1
+    await client.notify_worker("k", b"after")
+    await eventually(lambda: ("k", b"after") in handler.notifications, what="both delivered")
+    assert handler.notifications == [("k", b"once"), ("k", b"after")]

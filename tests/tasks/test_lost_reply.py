@@ -4,14 +4,10 @@ Three replies in a row are lost, so the last retry comes after the record change
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-
-import pytest
-import redis.asyncio as aioredis
+from collections.abc import Awaitable, Callable
 
 import redpool
-from redpool.tasks._scripts import _sources
+from tests.conftest import script_sha
 from tests.helpers import eventually
 from tests.proxy import Proxy
 from tests.tasks.sample_tasks import AddParams, AddResult, add, sleep, tasks
@@ -20,39 +16,12 @@ MakeNode = Callable[..., Awaitable[redpool.Node]]
 LOST = 3
 
 
-def sha(script: str) -> bytes:
-    """What the EVALSHA of the task script ``script`` carries."""
-    return hashlib.sha1(_sources()[script].encode()).hexdigest().encode()
-
-
-@pytest.fixture
-async def via_proxy(
-    proxy: Proxy, pool_name: str, redis: aioredis.Redis
-) -> AsyncIterator[Callable[..., Awaitable[redpool.Node]]]:
-    """Nodes of the test's pool whose every connection goes through the proxy; the task
-    scripts are loaded first, so a lost reply is always that of a script that ran."""
-    for source in _sources().values():
-        await redis.script_load(source)
-    nodes: list[redpool.Node] = []
-
-    async def make(**options: bool) -> redpool.Node:
-        node = await redpool.add_node(
-            pool_name, proxy.url, worker_ttl=2.0, job_sink_block=1.0, **options
-        )
-        nodes.append(node)
-        return node
-
-    yield make
-    for node in nodes:
-        await node.close()
-
-
 async def test_a_retried_submit_admits_once_and_returns_the_handle(
     make_node: MakeNode, via_proxy, proxy: Proxy
 ) -> None:
     # Already safe: each submission carries an idempotency key of the node's own.
-    client = await via_proxy(client_only=True)
-    proxy.lose_reply_to(sha("task_submit"), LOST)
+    client = await via_proxy(client_only=True, worker_ttl=2.0)
+    proxy.lose_reply_to(script_sha("task_submit"), LOST)
     handle = await client.submit(sleep, {"s": 0.01}, key="k")  # not JobExistsError
     queued = await client.submit(sleep, {"s": 0.01}, key="k", if_active="queue")
     assert proxy.lost == LOST
@@ -66,10 +35,10 @@ async def test_a_retried_submit_admits_once_and_returns_the_handle(
 async def test_a_retried_cancel_that_worked_answers_as_it_did(
     make_node: MakeNode, via_proxy, proxy: Proxy
 ) -> None:
-    client = await via_proxy(client_only=True)
+    client = await via_proxy(client_only=True, worker_ttl=2.0)
     await client.submit(sleep, {"s": 0.01}, key="k")
     later = await client.submit(sleep, {"s": 0.01}, key="k", if_active="queue")
-    proxy.lose_reply_to(sha("task_cancel"), LOST)
+    proxy.lose_reply_to(script_sha("task_cancel"), LOST)
     # Was a cancel of the next generation too: the retries found it the key's current one.
     assert await client.job("k").cancel() is redpool.Status.CANCELED
     assert proxy.lost == LOST
@@ -85,10 +54,10 @@ async def test_a_retried_cancel_of_a_running_job_returns_once_it_ended(
     # Already safe: a retry finds the job canceling or canceled.
     worker = await make_node()
     await worker.add_task_worker(tasks)
-    client = await via_proxy(client_only=True)
+    client = await via_proxy(client_only=True, worker_ttl=2.0)
     handle = await client.submit(sleep, {"s": 30})
     await eventually(lambda: _is(handle, redpool.Status.RUNNING), what="running")
-    proxy.lose_reply_to(sha("task_cancel"), LOST)
+    proxy.lose_reply_to(script_sha("task_cancel"), LOST)
     assert await handle.cancel(timeout=10) is redpool.Status.CANCELED
     assert proxy.lost == LOST
 
@@ -97,10 +66,10 @@ async def test_a_retried_finish_stores_the_result_once(
     make_node: MakeNode, via_proxy, proxy: Proxy
 ) -> None:
     # Already safe: the report is fenced by (worker, epoch); the retry finds it ended.
-    worker = await via_proxy()
+    worker = await via_proxy(worker_ttl=2.0)
     await worker.add_task_worker(tasks)
     client = await make_node(client_only=True)
-    proxy.lose_reply_to(sha("task_finish"), LOST)
+    proxy.lose_reply_to(script_sha("task_finish"), LOST)
     handle = await client.submit(add, AddParams(1, 2))
     result = await handle.result(timeout=10)
     assert isinstance(result, AddResult) and result.total == 3
