@@ -2,8 +2,8 @@
 
 Each script is ``lua/_records.lua`` and ``lua/_prelude.lua`` followed by the script's own file,
 behind a Redis 7 shebang line for the scripts flagged ``allow-oom`` (the flags are part of the
-loaded source, so EVALSHA runs with them). EVALSHA is sent on a connection of the client's pool (the two
-scripts on every dispatch's path, admit and started, have a connection of their own:
+loaded source, so EVALSHA runs with them). EVALSHA is sent on a connection of the client's pool
+(the two scripts on every dispatch's path, admit and started, have a connection of their own:
 ``_redis.Lane``) without redis-py's own retry (which would run a script again after a lost
 reply, blindly): a call either answers, or fails and leaves retrying to redpool, whose retries
 of mutating scripts carry request ids. A NOSCRIPT answer (after a restart) loads the script
