@@ -152,3 +152,9 @@ def sync_spin(run: SyncRunContext, params: None) -> None:
     except redpool.RunStoppedError:
         record(run, "stopped")
         raise
+
+
+@tasks.task(name="stuck", timeout=0.3)
+async def stuck(run: RunContext, params: None) -> None:
+    """Sleeps past its own timeout (the task's definition sets 0.3 s)."""
+    await asyncio.sleep(3600)

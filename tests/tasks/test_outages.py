@@ -73,3 +73,28 @@ async def test_a_corrupt_record_written_by_hand_is_skipped_and_the_loops_survive
     assert (await node.run(add, AddParams(1, 1), timeout=10)).total == 2  # upkeep survived
     fresh = await node.submit(add, AddParams(2, 2), key="bad")  # a new job replaces it
     assert (await fresh.result(timeout=10)).total == 4
+
+
+async def test_a_cancel_request_survives_a_redis_restart(
+    aof_server: RedisServer, pool_name: str, task_workers: Workers, task_events: Path
+) -> None:
+    node = await redpool.add_node(
+        pool_name, aof_server.url, worker_ttl=1.0, job_sink_block=1.0, client_only=True
+    )
+    try:
+        doomed = await task_workers(1, url=aof_server.url)
+        handle = await node.submit(sleep, {"s": 30}, key="orphan")
+        await eventually(lambda: len(read_events(task_events)) == 1, what="started")
+        doomed.kill()  # its cancel message goes nowhere: only the flag in Redis can end it
+        await doomed.proc.wait()
+        assert await handle.cancel(wait=False) is redpool.Status.CANCELING
+        aof_server.stop(signal.SIGKILL)
+        aof_server.start()
+        await task_workers(1, url=aof_server.url)
+        info = await handle.wait(timeout=20)
+        assert info.status is redpool.Status.CANCELED
+        probe = await node.submit(sleep, {"s": 0.01}, key="probe")
+        await probe.wait(timeout=20)
+        assert [e[3] for e in read_events(task_events) if e[2] == "start"] == ["orphan", "probe"]
+    finally:
+        await node.close()

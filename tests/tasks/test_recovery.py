@@ -142,3 +142,22 @@ async def test_close_with_drain_lets_runs_finish_and_hands_the_rest_on_without_a
     info = await long.info()
     assert info.status is redpool.Status.RUNNING
     assert info.attempt == 1 and info.interrupts == 0  # handed on: neither charged
+
+
+async def test_cancel_of_a_run_on_a_killed_worker_ends_it_canceled_and_it_never_runs_again(
+    make_node: MakeNode, task_workers: Workers, task_events: Path
+) -> None:
+    doomed = await task_workers(1)
+    node = await make_node(client_only=True)
+    handle = await node.submit(sleep, {"s": 30}, key="orphan")
+    await eventually(lambda: len(read_events(task_events)) == 1, what="started")
+    await task_workers(1)  # a live, free worker the run could move to
+    doomed.kill()
+    await doomed.proc.wait()
+    # Nobody runs the code any more: the cancel ends the job once the dead worker's lease
+    # expired (worker_ttl=1 s), and the run is not placed again.
+    assert await handle.cancel(timeout=1.0 + 2.0) is redpool.Status.CANCELED
+    probe = await node.submit(sleep, {"s": 0.01}, key="probe")
+    await probe.wait(timeout=10)  # the survivor served the queue meanwhile
+    assert [e[3] for e in read_events(task_events) if e[2] == "start"] == ["orphan", "probe"]
+    assert [run.outcome for run in await handle.runs()] == ["interrupted"]

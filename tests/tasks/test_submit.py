@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 import redpool
 from tests.helpers import eventually
-from tests.tasks.conftest import TaskWorkerProc
-from tests.tasks.sample_tasks import AddParams, AddResult, add, boom, sleep
+from tests.tasks.conftest import TaskWorkerProc, read_events
+from tests.tasks.sample_tasks import AddParams, AddResult, add, boom, signal, sleep, stuck
 from tests.tasks.sample_tasks import tasks as tasks_registry
 
 Workers = Callable[..., Awaitable[TaskWorkerProc]]
@@ -155,3 +157,66 @@ async def test_submit_many_admits_a_batch_in_one_call_and_each_job_runs(
     await task_workers(4)
     totals = [(await h.result(timeout=30)).total for h in handles[::50]]
     assert totals == [i + 1 for i in range(0, 600, 50)]
+
+
+async def test_a_client_only_node_submits_waits_cancels_and_lists(
+    make_node: MakeNode, task_workers: Workers, task_events: Path
+) -> None:
+    await task_workers(1)
+    client = await make_node(client_only=True)
+    assert (await (await client.submit(add, AddParams(4, 5))).result(timeout=10)).total == 9
+    running = await client.submit(sleep, {"s": 30}, key="running")
+    await eventually(lambda: len(read_events(task_events)) == 1, what="running elsewhere")
+    queued = await client.submit(sleep, {"s": 30}, key="queued")  # the only slot is taken
+    page = await client.jobs.list(status={redpool.Status.RUNNING, redpool.Status.QUEUED})
+    assert {(i.key, i.status) for i in page.items} == {
+        ("running", redpool.Status.RUNNING),
+        ("queued", redpool.Status.QUEUED),
+    }
+    stats = await client.jobs.stats()
+    assert stats.statuses[redpool.Status.RUNNING] == 1
+    assert stats.queues["default"].ready == 1 and stats.queues["default"].active == 1
+    assert await queued.cancel() is redpool.Status.CANCELED
+    assert await running.cancel(timeout=10) is redpool.Status.CANCELED
+    assert (await running.info()).status is redpool.Status.CANCELED
+    assert [e[2] for e in read_events(task_events)] == ["start", "stopped"]  # queued never ran
+
+
+async def test_node_run_raises_the_outcomes_error_with_its_info_or_wait_timeout(
+    make_node: MakeNode, task_workers: Workers
+) -> None:
+    await task_workers(2)
+    node = await make_node()
+    with pytest.raises(redpool.JobFailedError) as failed:
+        await node.run(boom, None, timeout=10)
+    assert failed.value.info.status is redpool.Status.FAILED
+    assert failed.value.info.error is not None and failed.value.info.error.type == "ValueError"
+    with pytest.raises(redpool.JobTimedOutError) as timed_out:
+        await node.run(stuck, None, timeout=10)  # the task's own timeout: 0.3 s
+    assert timed_out.value.info.status is redpool.Status.TIMED_OUT
+    with pytest.raises(redpool.JobSkippedError) as skipped:
+        await node.run(signal, "skip", timeout=10)
+    assert skipped.value.info.status is redpool.Status.SKIPPED
+    with pytest.raises(redpool.WaitTimeoutError):
+        await node.run(sleep, {"s": 30}, timeout=0.3)
+    [running] = (await node.jobs.list(status=redpool.Status.RUNNING)).items
+    assert running.task == "sleep"  # the job goes on after the wait ran out
+    other = await make_node(client_only=True)
+    call = asyncio.ensure_future(node.run(sleep, {"s": 30}, timeout=10))
+    await eventually(_two_running(other), what="the second sleep runs")
+    [*_, latest] = (await other.jobs.list(status=redpool.Status.RUNNING)).items
+    await other.job(latest.key).cancel(timeout=10)
+    with pytest.raises(redpool.JobCanceledError) as canceled:
+        await call
+    assert canceled.value.info.status is redpool.Status.CANCELED
+    assert all(
+        isinstance(e.value, redpool.JobUnsuccessfulError)
+        for e in (failed, timed_out, skipped, canceled)
+    )
+
+
+def _two_running(node: redpool.Node) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return len((await node.jobs.list(status=redpool.Status.RUNNING)).items) == 2
+
+    return check
