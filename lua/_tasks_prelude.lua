@@ -12,7 +12,8 @@
 -- Task record (msgpack map in TJOBS[key]): s status, t task name, q queue, g generation,
 --   e epoch (drawn from TMETA.epoch on every placement: the fencing token), w worker ('' when
 --   none), a attempts started, ma max attempts (0: unlimited), ni interrupts, mi max
---   interrupts, to timeout ms (0: none), rs retry wait spec (a map Lua passes on), pri priority,
+--   interrupts, to timeout ms (0: none), sl stall timeout ms (0: none; the owner enforces
+--   it), rs retry wait spec (a map Lua passes on), pri priority,
 --   c created ms, due ms, x expires ms (not started by then: canceled), sa last start ms, fin finished ms, kp / kf keep ms (succeeded /
 --   other terminal), tn tenant, lb labels, ik idempotency key, cf cancel requested (1),
 --   rw result waiters [{node, request}].
@@ -206,11 +207,12 @@ end
 
 -- Every finished run: one history entry (capped) and the key's counters (kept across
 -- generations until the key is purged: metrics()).
-local function record_run(key, rec, outcome, now, err)
+-- ``reason``: why an interrupted run was (stalled, lost, fenced, shutdown), else nil.
+local function record_run(key, rec, outcome, now, err, reason)
   local started = rec.sa or now
   redis.call('XADD', runs(key), 'MAXLEN', '~', HISTORY, '*', 'r', cmsgpack.pack({
     g = rec.g, a = rec.a, w = rec.w, e = rec.e, o = outcome, s = started, f = now,
-    err = err or false}))
+    err = err or false, rn = reason}))
   local took = now - started
   redis.call('HINCRBY', stats(key), 'runs', 1)
   redis.call('HINCRBY', stats(key), outcome, 1)
@@ -237,7 +239,7 @@ local function admit(key, entry, now)
   local opts = entry.o
   local rec = {
     s = 'new', t = entry.t, q = entry.q, g = entry.g, e = 0, w = '', a = 0, ma = opts.ma or 1,
-    ni = 0, mi = opts.mi or 3, to = opts.to or 0, rs = opts.rs, pri = opts.pri or 0,
+    ni = 0, mi = opts.mi or 3, to = opts.to or 0, sl = opts.sl or 0, rs = opts.rs, pri = opts.pri or 0,
     c = entry.c, kp = opts.kp, kf = opts.kf, tn = opts.tn, lb = opts.lb, ik = entry.ik,
     rw = entry.rw,
   }
@@ -299,10 +301,11 @@ function finish(key, rec, status, now)
   promote(key, now)
 end
 
--- A run ended without an outcome of its own (its worker died, fenced, or left): the job goes
--- back to its queue without charging an attempt, unless it exhausted max_interrupts.
-local function interrupt(key, rec, now, counted)
-  record_run(key, rec, 'interrupted', now, nil)
+-- A run ended without an outcome of its own (``reason``: its worker died 'lost', fenced
+-- 'fenced', left 'shutdown', or its owner found it 'stalled'): the job goes back to its
+-- queue without charging an attempt, unless it exhausted max_interrupts.
+local function interrupt(key, rec, now, counted, reason)
+  record_run(key, rec, 'interrupted', now, nil, reason)
   if rec.s == 'canceling' or rec.cf == 1 then
     finish(key, rec, 'canceled', now)
     return
@@ -311,7 +314,8 @@ local function interrupt(key, rec, now, counted)
   if counted then rec.ni = (rec.ni or 0) + 1 end
   if rec.ni > (rec.mi or 3) then
     redis.call('HSET', data(key), 'err', cmsgpack.pack({type = 'Interrupted',
-      message = 'the run was interrupted ' .. rec.ni .. ' times (max_interrupts ' .. (rec.mi or 3) .. ')'}))
+      message = 'the run was interrupted ' .. rec.ni .. ' times (max_interrupts ' .. (rec.mi or 3)
+        .. '; the last one: ' .. reason .. ')'}))
     finish(key, rec, 'failed', now)
     return
   end
@@ -327,7 +331,9 @@ local function release_runs(id, now, counted)
   local keys = redis.call('SMEMBERS', wruns(id))
   for _, key in ipairs(keys) do
     local rec = load_task(key)
-    if rec and rec.w == id and not TERMINAL[rec.s] then interrupt(key, rec, now, counted) end
+    if rec and rec.w == id and not TERMINAL[rec.s] then
+      interrupt(key, rec, now, counted, counted and 'lost' or 'shutdown')
+    end
   end
   local wrec = decode(redis.call('HGET', TWORKERS, id) or '')
   if wrec and wrec.q then

@@ -1,6 +1,7 @@
 -- task_finish: the owner reports how a run ended; the next state is decided here.
 -- ARG: worker, key, epoch, outcome ('succeeded' | 'failed' | 'timed_out' | 'canceled' |
---      'skipped' | 'interrupted' | 'shutdown'), value (result msgpack when succeeded, else
+--      'skipped' | 'interrupted' (fenced) | 'stalled' (no progress for its stall timeout) |
+--      'shutdown'), value (result msgpack when succeeded, else
 --      the error msgpack {type, message, traceback}), retry in ms (-1: the policy says no
 --      retry; only for failed and timed_out).
 -- Returns {verdict, status, handed}: verdict 'ok' or 'unowned' (the run is not this
@@ -8,7 +9,8 @@
 -- runs were handed to this worker's freed slot.
 -- Invariants: every write is fenced by (worker, epoch); a finished generation never runs
 -- again; an attempt is charged only for a run that ended by itself (failed, timed out);
--- interruptions count against max_interrupts instead ('shutdown' counts against neither);
+-- interruptions (fenced, stalled) count against max_interrupts instead ('shutdown' counts
+-- against neither), recorded as outcome 'interrupted' with the reason;
 -- a freed slot takes the head of the worker's ready queues at once (handoff, FIFO).
 local worker, key, epoch, outcome, value = ARG[1], ARG[2], tonumber(ARG[3]), ARG[4], ARG[5]
 local retry_in = tonumber(ARG[6])
@@ -18,8 +20,9 @@ if not rec or rec.w ~= worker or rec.e ~= epoch or TERMINAL[rec.s] then
   return {'unowned', rec and rec.s or '', 0}
 end
 
-if outcome == 'interrupted' or outcome == 'shutdown' then
-  interrupt(key, rec, now, outcome == 'interrupted')
+local reasons = {interrupted = 'fenced', stalled = 'stalled', shutdown = 'shutdown'}
+if reasons[outcome] then
+  interrupt(key, rec, now, outcome ~= 'shutdown', reasons[outcome])
 elseif outcome == 'succeeded' then
   record_run(key, rec, outcome, now, '')
   redis.call('HSET', data(key), 'res', value)

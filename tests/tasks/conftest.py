@@ -40,7 +40,11 @@ async def task_workers(
     started: list[TaskWorkerProc] = []
 
     async def start(concurrency: int = 4, *queues: str, url: str = "") -> TaskWorkerProc:
-        env = {**os.environ, "REDPOOL_TASK_EVENTS": str(task_events)}
+        env = {
+            **os.environ,
+            "REDPOOL_TASK_EVENTS": str(task_events),
+            "REDPOOL_TEST_REDIS": url or redis_url,
+        }
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio as aioredis
 import tenacity
 
 import redpool
@@ -29,6 +30,15 @@ def record(run: RunContext, what: str) -> None:
         os.write(fd, line.encode())
     finally:
         os.close(fd)
+
+
+async def count_start(run: RunContext) -> None:
+    """Record the run's start in Redis (``test:starts:<key>``): a count no process can lose."""
+    client = aioredis.Redis.from_url(os.environ["REDPOOL_TEST_REDIS"])
+    try:
+        await client.rpush(f"test:starts:{run.key}", f"{run.worker_id} {run.epoch}")
+    finally:
+        await client.aclose()
 
 
 @dataclass
@@ -158,3 +168,56 @@ def sync_spin(run: SyncRunContext, params: None) -> None:
 async def stuck(run: RunContext, params: None) -> None:
     """Sleeps past its own timeout (the task's definition sets 0.3 s)."""
     await asyncio.sleep(3600)
+
+
+@tasks.task(name="stall_once", stall_timeout=0.5)
+async def stall_once(run: RunContext, params: None) -> int:
+    """Hangs without a sign of life on its first run (its worker stops it as stalled); the
+    run after that ends at once. Returns its interruptions."""
+    await count_start(run)
+    record(run, "start")
+    if run.interrupts == 0:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            record(run, "stopped")
+            raise
+    record(run, "end")
+    return run.interrupts
+
+
+@tasks.task(name="slow_steps", stall_timeout=0.5)
+async def slow_steps(run: RunContext, steps: int) -> int:
+    """Takes steps x 0.1 s, far past its stall timeout, with a progress() after each step
+    (odd steps) or a checkpoint() (even ones)."""
+    await count_start(run)
+    record(run, "start")
+    for i in range(steps):
+        await asyncio.sleep(0.1)
+        if i % 2:
+            await run.progress(i + 1, steps)
+        else:
+            await run.checkpoint()
+    record(run, "end")
+    return steps
+
+
+_leaked: list[RunContext] = []
+
+
+@tasks.task(name="progress_errors")
+async def progress_errors(run: RunContext, params: None) -> list[str]:
+    """The errors of a progress past its total, and of one through the context of a run that
+    ended (kept from the previous run of this task)."""
+    seen = []
+    try:
+        await run.progress(5, 3)
+    except redpool.InvalidArgumentError as exc:
+        seen.append(type(exc).__name__)
+    if _leaked:
+        try:
+            await _leaked[0].progress(1, 2)
+        except redpool.RunStoppedError as exc:
+            seen.append(type(exc).__name__)
+    _leaked.append(run)
+    return seen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 
 from structlog.typing import FilteringBoundLogger
@@ -26,6 +27,7 @@ class RunContext:
         self.key = claim.key
         self.generation = claim.generation
         self.attempt = claim.attempt
+        self.interrupts = claim.interrupts
         self.epoch = claim.epoch
         self.tenant = claim.tenant
         self.labels: Mapping[str, str] = dict(claim.labels)
@@ -33,6 +35,10 @@ class RunContext:
         self.log = log.bind(key=claim.key, attempt=claim.attempt, epoch=claim.epoch)
         self._scripts = scripts
         self._owned = owned
+        # What stall_timeout measures (the worker's own clock: only the owner judges a
+        # stall): the last progress() or checkpoint() call; ``ended`` once the code stopped.
+        self.moved_at = time.monotonic()
+        self.ended = False
 
     def is_owned(self) -> bool:
         """True while this run is still this worker's: its node's lease holds and no other
@@ -42,9 +48,16 @@ class RunContext:
     async def progress(
         self, completed: float, total: float | None = None, details: str | None = None
     ) -> None:
-        """Record progress (visible in ``info()``); ``completed`` may not exceed ``total``."""
-        if total is not None and completed > total:
+        """Record progress (visible in ``info()``); ``completed`` may not exceed ``total``
+        (InvalidArgumentError). Also a sign of life for ``stall_timeout``. Once the run has
+        ended, RunStoppedError: its progress is final (a leaked context must not write)."""
+        if self.ended:
+            raise RunStoppedError("ended")
+        if total is not None and not completed <= total:
             raise InvalidArgumentError(f"progress {completed} exceeds its total {total}")
+        if completed != completed:  # NaN
+            raise InvalidArgumentError("progress completed must be a number, got NaN")
+        self.moved_at = time.monotonic()
         verdict = await self._scripts.progress(
             self.worker_id,
             self.key,
@@ -55,11 +68,14 @@ class RunContext:
         )
         if verdict == "unowned":
             raise asyncio.CancelledError("the run is not this worker's any more")
+        if verdict == "invalid":
+            raise InvalidArgumentError(f"progress {completed} exceeds its total {total}")
 
     async def checkpoint(self) -> None:
-        """A point where the run may be stopped (cancel, timeout): async runs are stopped by
-        cancellation at any await, so this only yields to the loop (sync tasks get
-        ``SyncRunContext``, whose checkpoint raises)."""
+        """A point where the run may be stopped (cancel, timeout), and a sign of life for
+        ``stall_timeout``: async runs are stopped by cancellation at any await, so this only
+        yields to the loop (sync tasks get ``SyncRunContext``, whose checkpoint raises)."""
+        self.moved_at = time.monotonic()
         await asyncio.sleep(0)
 
 
@@ -82,7 +98,8 @@ class SyncRunContext(RunContext):
         self._stopped = stopped
 
     def checkpoint(self) -> None:  # type: ignore[override]  # a sync task's own form
-        """A point where the run stops if it was canceled or timed out."""
+        """A point where the run stops if it was canceled or timed out; a sign of life."""
+        self.moved_at = time.monotonic()
         reason = self._stopped()
         if reason:
             raise RunStoppedError(reason)

@@ -108,6 +108,7 @@ class Task(Generic[P, R]):
     params_type: Any
     result_type: Any
     hooks: tuple[object, ...] = ()
+    stall_timeout: float | None = None
 
     @property
     def is_async(self) -> bool:
@@ -145,10 +146,12 @@ class Tasks:
         timeout: float | timedelta | None = None,
         retry: Retry | None = None,
         hooks: Sequence[object] | None = None,
+        stall_timeout: float | timedelta | None = None,
     ) -> None:
         self.default_queue = default_queue
         self.hooks = check_hooks(hooks)
         self.timeout = seconds(timeout, "timeout")
+        self.stall_timeout = seconds(stall_timeout, "stall_timeout")
         self.retry = retry or Retry()
         self._tasks: dict[str, Task[Any, Any]] = {}
 
@@ -161,9 +164,12 @@ class Tasks:
         retry: Retry | None = UNSET,
         description: str | None = None,
         hooks: Sequence[object] | None = None,
+        stall_timeout: float | timedelta | None = UNSET,
     ) -> TaskDecorator:
         """Register the decorated ``async def fn(run: RunContext, params) -> result`` (or a
-        plain ``def``, which runs in a thread and gets a ``SyncRunContext``)."""
+        plain ``def``, which runs in a thread and gets a ``SyncRunContext``).
+        ``stall_timeout``: a run that calls neither ``progress()`` nor ``checkpoint()`` for
+        that long is interrupted by its worker and runs again (max_interrupts)."""
 
         def register(fn: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(fn) or len(inspect.signature(fn).parameters) < 1:
@@ -182,6 +188,9 @@ class Tasks:
                 params_type=params_type,
                 result_type=result_type,
                 hooks=check_hooks(hooks),
+                stall_timeout=self.stall_timeout
+                if stall_timeout is UNSET
+                else seconds(stall_timeout, "stall_timeout"),
             )
             self._tasks[task_name] = task
             return task

@@ -33,12 +33,13 @@ REPORT_DEADLINE = 30.0  # a report retried this long through an outage; the leas
 class _Run:
     epoch: int
     task: asyncio.Task[None] | None = None
-    stop: str = ""  # why we cancel it: canceled | timed_out | interrupted | shutdown
+    stop: str = ""  # why we cancel it: canceled | timed_out | interrupted | stalled | shutdown
     done: asyncio.Event = field(default_factory=asyncio.Event)
     ctx: RunContext | None = None  # for the hooks, once the task is known
     hooks: tuple[object, ...] = ()
     result: Any = None
     error: BaseException | None = None
+    watchdog: asyncio.TimerHandle | None = None  # stall_timeout
 
 
 class TaskWorker:
@@ -145,6 +146,8 @@ class TaskWorker:
             timer = asyncio.get_running_loop().call_later(
                 claim.timeout_ms / 1000, self.stop, claim.key, claim.epoch, "timed_out"
             )
+        if claim.stall_timeout_ms > 0:
+            self._watch_stall(claim, run, ctx)
         try:
             await hooks.start(run.hooks, ctx)
             result = run.result = await self._call(task, ctx, params, run)
@@ -167,8 +170,10 @@ class TaskWorker:
             run.error = exc
             return "failed", _error(exc), self._retry(task, claim, exc)
         finally:
-            if timer is not None:
-                timer.cancel()
+            ctx.ended = True
+            for handle in (timer, run.watchdog):
+                if handle is not None:
+                    handle.cancel()
         if run.stop:  # the code returned although it was told to stop
             return run.stop, b"", -1
         try:
@@ -192,6 +197,23 @@ class TaskWorker:
             interrupt=RunStoppedError,
             wait_when_cancelled=lambda: bool(run.stop),
         )
+
+    def _watch_stall(self, claim: Claim, run: _Run, ctx: RunContext) -> None:
+        """Stop the run once its code has called neither ``progress()`` nor
+        ``checkpoint()`` for its stall timeout. Only this worker, the owner, judges it: the
+        run is reported 'stalled' (interrupted) once its code stopped, and only then may it
+        run again; another node never starts a second copy of a live run."""
+        limit = claim.stall_timeout_ms / 1000
+        loop = asyncio.get_running_loop()
+
+        def check() -> None:
+            idle = time.monotonic() - ctx.moved_at
+            if idle >= limit:
+                self.stop(claim.key, claim.epoch, "stalled")
+            else:
+                run.watchdog = loop.call_later(limit - idle, check)
+
+        run.watchdog = loop.call_later(limit, check)
 
     def _retry(self, task: Task[Any, Any], claim: Claim, exc: BaseException) -> int:
         """Retry delay ms by the task's predicate and the stored wait (-1: do not retry;

@@ -95,6 +95,8 @@ class Claim:
     tenant: str | None
     labels: dict[str, str]
     cancel_requested: bool
+    stall_timeout_ms: int = 0
+    interrupts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +166,7 @@ class TaskScripts(ScriptRunner):
             if item == 0:
                 out.append(None)
                 continue
-            task, params, attempt, timeout, spec, gen, tenant, labels, cancel = item
+            task, params, attempt, timeout, spec, gen, tenant, labels, cancel, stall, ni = item
             out.append(
                 Claim(
                     key,
@@ -178,6 +180,8 @@ class TaskScripts(ScriptRunner):
                     text(tenant) or None,
                     dict(msgpack.unpackb(bytes(labels))),
                     bool(int(cancel)),
+                    int(stall),
+                    int(ni),
                 )
             )
         return out

@@ -97,6 +97,7 @@ class RunInfo:
     started_at: datetime
     ended_at: datetime
     error: ErrorInfo | None
+    reason: str | None = None  # why it was interrupted: stalled, lost, fenced, shutdown
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +235,7 @@ def decode_run(raw: bytes) -> RunInfo:
             started_at=from_ms(int(rec["s"])),
             ended_at=from_ms(int(rec["f"])),
             error=_error(err) if isinstance(err, dict) else None,
+            reason=str(rec["rn"]) if rec.get("rn") else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptEntryError(f"bad run entry: {exc}") from exc

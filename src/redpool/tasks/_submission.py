@@ -69,10 +69,10 @@ def submission(
     """The stored form of a submit: options resolved once (submit > task > registry)."""
     if isinstance(task, Task):
         name, default_queue, result_type = task.name, task.queue, task.result_type
-        task_timeout, task_retry = task.timeout, task.retry
+        task_timeout, task_retry, stall = task.timeout, task.retry, task.stall_timeout
     elif isinstance(task, str) and task:
         name, default_queue, result_type = task, "default", None
-        task_timeout, task_retry = None, Retry()
+        task_timeout, task_retry, stall = None, Retry(), None
     else:
         raise InvalidArgumentError(f"task must be a Task or a task name, got {task!r}")
     if if_active not in ("reject", "return", "queue", "replace"):
@@ -107,6 +107,7 @@ def submission(
     payload = encode(params, "params")
     options: dict[str, Any] = {
         "to": 0 if run_timeout is None else round(run_timeout * 1000),
+        "sl": 0 if stall is None else round(stall * 1000),
         "ma": policy.max_attempts or 0,
         "mi": 3,
         "rs": policy.wait_spec(),
