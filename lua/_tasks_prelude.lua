@@ -16,9 +16,14 @@
 --   it), rs retry wait spec (a map Lua passes on), pri priority,
 --   c created ms, due ms, x expires ms (not started by then: canceled), sa last start ms, fin finished ms, kp / kf keep ms (succeeded /
 --   other terminal), tn tenant, lb labels, ik idempotency key, cf cancel requested (1),
---   rw result waiters [{node, request}].
+--   rw result waiters [{node, request}], cw control waiters [{node, request}] (told of the
+--   next status change: task_control), sp suspendable (1: the claiming worker's task says
+--   so), rz resumed (1: the generation was suspended and resumed), rr resume requested while
+--   suspending (1).
 -- Statuses: scheduled | queued -> starting -> running (-> canceling) -> succeeded | failed |
---   timed_out | canceled | skipped; running -> scheduled (retry) | queued (interrupted).
+--   timed_out | canceled | skipped; running -> scheduled (retry) | queued (interrupted);
+--   running -> pausing -> paused -> running; running | pausing | paused -> suspending ->
+--   suspended -> queued (task_control, README "Pause, resume, suspend").
 -- A worker id is "<node id>.t<n>": it lives as long as its node's lease in LEASES.
 
 local TJOBS, TWORKERS, TDELAYED, TMETA, TDONE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -31,6 +36,9 @@ local ARG = {}
 for i = 11, #ARGV do ARG[i - 10] = ARGV[i] end
 
 local TERMINAL = {succeeded = true, failed = true, timed_out = true, canceled = true, skipped = true}
+-- Statuses whose run is on a worker (rec.w names it).
+local ON_WORKER = {starting = true, running = true, canceling = true, pausing = true, paused = true,
+  suspending = true}
 local HISTORY = 20 -- runs kept per key in truns:<key>
 
 local function fill(template, id)
@@ -83,18 +91,23 @@ end
 local function load_task(key) return load_record(TJOBS, key) end
 local function save_task(key, rec) save_record(TJOBS, key, rec) end
 
--- The status indexes (tstatus:<status>, key -> created ms) list jobs without a SCAN.
+-- NOMKSTREAM: a message to a node that is gone is dropped; the records say what must happen.
+local function send(node, msg)
+  redis.call('XADD', tinbox(node), 'NOMKSTREAM', '*', 'm', cmsgpack.pack(msg))
+end
+
+-- The status indexes (tstatus:<status>, key -> created ms) list jobs without a SCAN. Every
+-- change tells the control waiters (a pause waiting for its acknowledgement, say).
 local function set_status(key, rec, status)
   if rec.s ~= status then
     redis.call('ZREM', by_status(rec.s), key)
     redis.call('ZADD', by_status(status), rec.c, key)
     rec.s = status
+    for _, waiter in ipairs(rec.cw or {}) do
+      send(waiter[1], {'done', waiter[2], key, status, rec.g, false})
+    end
+    rec.cw = nil
   end
-end
-
--- NOMKSTREAM: a message to a node that is gone is dropped; the records say what must happen.
-local function send(node, msg)
-  redis.call('XADD', tinbox(node), 'NOMKSTREAM', '*', 'm', cmsgpack.pack(msg))
 end
 
 local function alive(node, now)
@@ -194,6 +207,13 @@ local function pull(id, wrec, now, limit)
     end
   end
   return placed
+end
+
+-- A worker's freed slots take the heads of its ready queues at once (handoff).
+local function refill(worker, now, limit)
+  local wrec = decode(redis.call('HGET', TWORKERS, worker) or '')
+  if wrec and wrec.q then return pull(worker, wrec, now, limit) end
+  return 0
 end
 
 -- The run of ``rec`` leaves its worker's slot.
@@ -301,13 +321,33 @@ function finish(key, rec, status, now)
   promote(key, now)
 end
 
+-- A suspended run gives its slot back; with a resume asked meanwhile it is placed again at
+-- once. ``uncharged``: the run is not an attempt (it stopped for the suspend).
+local function suspended(key, rec, now, uncharged)
+  free_slot(key, rec)
+  rec.w = ''
+  if uncharged then rec.a = math.max(0, rec.a - 1) end
+  if rec.rr == 1 then
+    rec.rr, rec.rz = nil, 1
+    place(key, rec, now)
+    return
+  end
+  set_status(key, rec, 'suspended')
+  save_task(key, rec)
+end
+
 -- A run ended without an outcome of its own (``reason``: its worker died 'lost', fenced
 -- 'fenced', left 'shutdown', or its owner found it 'stalled'): the job goes back to its
--- queue without charging an attempt, unless it exhausted max_interrupts.
+-- queue without charging an attempt, unless it exhausted max_interrupts; one that was being
+-- suspended is suspended (its last checkpoint state is kept).
 local function interrupt(key, rec, now, counted, reason)
   record_run(key, rec, 'interrupted', now, nil, reason)
   if rec.s == 'canceling' or rec.cf == 1 then
     finish(key, rec, 'canceled', now)
+    return
+  end
+  if rec.s == 'suspending' then
+    suspended(key, rec, now, true)
     return
   end
   rec.a = math.max(0, rec.a - 1)

@@ -1,5 +1,5 @@
--- task_delete: delete a job that does not run: a finished one, or a scheduled or queued one
--- (which is canceled first), with the generations waiting in its per-key queue; their
+-- task_delete: delete a job that does not run: a finished one, or a scheduled, queued or
+-- suspended one (which is canceled first), with the generations waiting in its per-key queue; their
 -- waiters are told (they find no job).
 -- ARG: key.
 -- Returns {'ok'} | {'missing'} | {'invalid', status} (on a worker: cancel it first).
@@ -8,7 +8,7 @@
 local key = ARG[1]
 local rec = load_task(key)
 if rec == nil then return {'missing'} end
-if rec and (rec.s == 'starting' or rec.s == 'running' or rec.s == 'canceling') then
+if rec and ON_WORKER[rec.s] then
   return {'invalid', rec.s}
 end
 if rec then

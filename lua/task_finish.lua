@@ -1,7 +1,7 @@
 -- task_finish: the owner reports how a run ended; the next state is decided here.
 -- ARG: worker, key, epoch, outcome ('succeeded' | 'failed' | 'timed_out' | 'canceled' |
 --      'skipped' | 'interrupted' (fenced) | 'stalled' (no progress for its stall timeout) |
---      'shutdown'), value (result msgpack when succeeded, else
+--      'shutdown' | 'suspended'), value (result msgpack when succeeded, else
 --      the error msgpack {type, message, traceback}), retry in ms (-1: the policy says no
 --      retry; only for failed and timed_out).
 -- Returns {verdict, status, handed}: verdict 'ok' or 'unowned' (the run is not this
@@ -10,7 +10,9 @@
 -- Invariants: every write is fenced by (worker, epoch); a finished generation never runs
 -- again; an attempt is charged only for a run that ended by itself (failed, timed out);
 -- interruptions (fenced, stalled) count against max_interrupts instead ('shutdown' counts
--- against neither), recorded as outcome 'interrupted' with the reason;
+-- against neither, nor does a suspend), recorded as outcome 'interrupted' with the reason;
+-- a cancel wins over a suspend (a suspended run with the cancel flag ends canceled), and a
+-- run being suspended that fails with a retry left is suspended instead;
 -- a freed slot takes the head of the worker's ready queues at once (handoff, FIFO).
 local worker, key, epoch, outcome, value = ARG[1], ARG[2], tonumber(ARG[3]), ARG[4], ARG[5]
 local retry_in = tonumber(ARG[6])
@@ -23,6 +25,9 @@ end
 local reasons = {interrupted = 'fenced', stalled = 'stalled', shutdown = 'shutdown'}
 if reasons[outcome] then
   interrupt(key, rec, now, outcome ~= 'shutdown', reasons[outcome])
+elseif outcome == 'suspended' then
+  record_run(key, rec, outcome, now, nil)
+  if rec.cf == 1 then finish(key, rec, 'canceled', now) else suspended(key, rec, now, true) end
 elseif outcome == 'succeeded' then
   record_run(key, rec, outcome, now, '')
   redis.call('HSET', data(key), 'res', value)
@@ -32,7 +37,9 @@ else
   redis.call('HSET', data(key), 'err', value)
   local retry = (outcome == 'failed' or outcome == 'timed_out') and retry_in >= 0
     and rec.cf ~= 1 and (rec.ma == 0 or rec.a < rec.ma)
-  if retry then
+  if retry and rec.s == 'suspending' then
+    suspended(key, rec, now, false)
+  elseif retry then
     free_slot(key, rec)
     rec.w, rec.due = '', now + retry_in
     set_status(key, rec, 'scheduled')
@@ -44,7 +51,4 @@ else
   end
 end
 
-local handed = 0
-local wrec = decode(redis.call('HGET', TWORKERS, worker) or '')
-if wrec and wrec.q then handed = pull(worker, wrec, now, 8) end
-return {'ok', rec.s, handed}
+return {'ok', rec.s, refill(worker, now, 8)}

@@ -7,7 +7,8 @@
 -- ARG: node, worker ttl ms, limit (placements and purges per call), own worker ids...
 -- Returns {next due ms (-1: none), now ms, flat (key, worker, epoch) starts not taken,
 --   runs interrupted, jobs purged, own workers not registered (reaped while this node was
---   cut off: they join again)}.
+--   cut off: they join again), flat (key, worker, epoch, status) own runs with a request
+--   pending (pausing, suspending, canceling: told again, in case its message was lost)}.
 -- Invariants: a worker's runs move only once its node's lease expired, never on evidence
 -- from a gap in the pool's heartbeats (the core heartbeat's amnesty: after a gap every lease
 -- gets one more TTL); each due job is placed by one caller (the ZREM and the placement are
@@ -47,7 +48,8 @@ for _, key in ipairs(redis.call('ZRANGEBYSCORE', TDELAYED, '-inf', now, 'LIMIT',
 end
 pull_all(now, limit)
 
-local untaken, unregistered = {}, {}
+local untaken, unregistered, pending = {}, {}, {}
+local REQUESTS = {pausing = true, suspending = true, canceling = true}
 for i = 4, #ARG do
   if redis.call('HEXISTS', TWORKERS, ARG[i]) == 0 then unregistered[#unregistered + 1] = ARG[i] end
   for _, key in ipairs(redis.call('SMEMBERS', wruns(ARG[i]))) do
@@ -56,6 +58,8 @@ for i = 4, #ARG do
       untaken[#untaken + 1] = key
       untaken[#untaken + 1] = ARG[i]
       untaken[#untaken + 1] = rec.e
+    elseif rec and rec.w == ARG[i] and REQUESTS[rec.s] then
+      for _, v in ipairs({key, ARG[i], rec.e, rec.s}) do pending[#pending + 1] = v end
     end
   end
 end
@@ -73,4 +77,4 @@ end
 local head = redis.call('ZRANGE', TDELAYED, 0, 0, 'WITHSCORES')
 local due = -1
 if head[2] then due = tonumber(head[2]) end
-return {due, now, untaken, interrupted, purged, unregistered}
+return {due, now, untaken, interrupted, purged, unregistered, pending}

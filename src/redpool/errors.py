@@ -173,6 +173,34 @@ class InvalidTransitionError(PoolError):
         self.action = action
 
 
+class NotSuspendableError(InvalidTransitionError):
+    """``suspend()`` of a running job whose task was not declared ``suspendable=True``."""
+
+    def __init__(self, key: str, status: str) -> None:
+        PoolError.__init__(
+            self,
+            f"cannot suspend task job {key!r}: its task is not suspendable; declare it with "
+            "@tasks.task(suspendable=True) (and checkpoint its state), or pause or cancel it",
+        )
+        self.key = key
+        self.status = status
+        self.action = "suspend"
+
+
+class PauseTimeoutError(PoolError, TimeoutError):
+    """The run did not acknowledge a pause (at a ``run.checkpoint()``) within
+    ``ack_timeout``; the pause was withdrawn and the run goes on."""
+
+    def __init__(self, key: str, timeout: float) -> None:
+        super().__init__(
+            f"task job {key!r} did not reach a checkpoint within {timeout:g}s to pause; it "
+            "goes on running (call run.checkpoint() more often, or pause with a longer "
+            "ack_timeout)"
+        )
+        self.key = key
+        self.timeout = timeout
+
+
 class IdempotencyConflictError(PoolError):
     """The idempotency key was used before with other params: pick another key."""
 

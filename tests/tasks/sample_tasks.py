@@ -221,3 +221,40 @@ async def progress_errors(run: RunContext, params: None) -> list[str]:
             seen.append(type(exc).__name__)
     _leaked.append(run)
     return seen
+
+
+def _count_from(run: RunContext) -> int:
+    """Where a counter starts: its checkpoint state, if any; records how it began."""
+    n = int((run.checkpoint_state or {}).get("n", 0))
+    last = run.last_progress.completed if run.last_progress else -1
+    record(run, f"begin:{int(run.resumed)}:{n}:{last:g}")
+    return n
+
+
+@tasks.task(name="counter", suspendable=True, on_suspend=lambda run: record(run, "on_suspend"))
+async def counter(run: RunContext, params: dict[str, Any]) -> int:
+    """Counts to params['to'], one step per params['step'] s, in a local variable; records
+    each count and checkpoints after it (with its state and progress when params['save'])."""
+    n = _count_from(run)
+    while n < params["to"]:
+        n += 1
+        record(run, f"tick:{n}")
+        if params.get("save"):
+            await run.progress(n, params["to"])
+            await run.checkpoint({"n": n})
+        else:
+            await run.checkpoint()
+        await asyncio.sleep(params.get("step", 0.02))
+    return n
+
+
+@tasks.task(name="sync_counter", suspendable=True)
+def sync_counter(run: SyncRunContext, params: dict[str, Any]) -> int:
+    """counter's sync twin (in a thread): checkpoints with its state after each count."""
+    n = _count_from(run)
+    while n < params["to"]:
+        n += 1
+        record(run, f"tick:{n}")
+        run.checkpoint({"n": n})
+        time.sleep(params.get("step", 0.02))
+    return n

@@ -62,6 +62,21 @@ async def test_a_retried_cancel_of_a_running_job_returns_once_it_ended(
     assert proxy.lost == LOST
 
 
+async def test_a_retried_resume_that_worked_answers_as_it_did(
+    make_node: MakeNode, via_proxy, proxy: Proxy
+) -> None:
+    worker = await make_node()
+    await worker.add_task_worker(tasks)
+    client = await via_proxy(client_only=True, worker_ttl=2.0)
+    handle = await client.submit(add, AddParams(1, 2), delay=30)
+    assert await handle.suspend() is redpool.Status.SUSPENDED
+    proxy.lose_reply_to(script_sha("task_control"), LOST)
+    # Was InvalidTransitionError: the retries found the job placed again and finished.
+    assert await handle.resume() in (redpool.Status.QUEUED, redpool.Status.STARTING)
+    assert proxy.lost == LOST
+    assert (await handle.result(timeout=10)).total == 3
+
+
 async def test_a_retried_finish_stores_the_result_once(
     make_node: MakeNode, via_proxy, proxy: Proxy
 ) -> None:

@@ -5,16 +5,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
 from ..errors import InvalidArgumentError, RunStoppedError
+from ._codec import decode, encode
+from ._control import RunControl
 from ._scripts import Claim, TaskScripts
+from ._status import Progress, decode_progress
+
+_NO_STATE: Any = object()
 
 
 class RunContext:
     """The first argument of every task: the run's key, attempt and epoch (the fencing token
-    to pass to downstream writes), its labels and tenant, progress and ownership."""
+    to pass to downstream writes), its labels and tenant, progress and ownership.
+    ``resumed``: the job was suspended and resumed; ``checkpoint_state``: the generation's
+    last ``checkpoint(state)`` (None if none); ``last_progress``: its last progress."""
 
     def __init__(
         self,
@@ -23,6 +31,7 @@ class RunContext:
         scripts: TaskScripts,
         owned: Callable[[], bool],
         log: FilteringBoundLogger,
+        control: RunControl,
     ) -> None:
         self.key = claim.key
         self.generation = claim.generation
@@ -33,12 +42,16 @@ class RunContext:
         self.labels: Mapping[str, str] = dict(claim.labels)
         self.worker_id = worker_id
         self.log = log.bind(key=claim.key, attempt=claim.attempt, epoch=claim.epoch)
+        self.resumed = claim.resumed
+        self.checkpoint_state: Any = decode(claim.checkpoint_state)
+        self.last_progress: Progress | None = decode_progress(list(claim.progress))
         self._scripts = scripts
         self._owned = owned
         # What stall_timeout measures (the worker's own clock: only the owner judges a
         # stall): the last progress() or checkpoint() call; ``ended`` once the code stopped.
         self.moved_at = time.monotonic()
         self.ended = False
+        self._control = control
 
     def is_owned(self) -> bool:
         """True while this run is still this worker's: its node's lease holds and no other
@@ -71,10 +84,15 @@ class RunContext:
         if verdict == "invalid":
             raise InvalidArgumentError(f"progress {completed} exceeds its total {total}")
 
-    async def checkpoint(self) -> None:
-        """A point where the run may be stopped (cancel, timeout), and a sign of life for
-        ``stall_timeout``: async runs are stopped by cancellation at any await, so this only
-        yields to the loop (sync tasks get ``SyncRunContext``, whose checkpoint raises)."""
+    async def checkpoint(self, state: Any = _NO_STATE) -> None:
+        """A point where the run may pause or be suspended, and a sign of life for
+        ``stall_timeout``. ``state`` (msgpack values) is stored first, in Redis: a resumed
+        run (or a rerun of the job) gets it back as ``checkpoint_state``. A pause is
+        acknowledged here and the run waits here until resumed; a suspend stops the run here
+        (CancelledError, as a cancel or a timeout at any await). Without a request or state
+        it only yields to the loop."""
+        self.moved_at = time.monotonic()
+        await self._control.settle(_state(state))
         self.moved_at = time.monotonic()
         await asyncio.sleep(0)
 
@@ -91,15 +109,23 @@ class SyncRunContext(RunContext):
         scripts: TaskScripts,
         owned: Callable[[], bool],
         log: FilteringBoundLogger,
+        control: RunControl,
         stopped: Callable[[], str],
     ) -> None:
-        super().__init__(claim, worker_id, scripts, owned, log)
+        super().__init__(claim, worker_id, scripts, owned, log, control)
         self._loop = asyncio.get_running_loop()
         self._stopped = stopped
 
-    def checkpoint(self) -> None:  # type: ignore[override]  # a sync task's own form
-        """A point where the run stops if it was canceled or timed out; a sign of life."""
+    def checkpoint(self, state: Any = _NO_STATE) -> None:  # type: ignore[override]
+        """A point where the run stops if it was canceled, timed out or suspended, and
+        waits while paused (a sync task's own form of ``RunContext.checkpoint``); a sign of
+        life."""
         self.moved_at = time.monotonic()
+        encoded = _state(state)
+        if not self._stopped() and (encoded is not None or self._control.requested):
+            settle = self._control.settle(encoded)
+            asyncio.run_coroutine_threadsafe(settle, self._loop).result()
+            self.moved_at = time.monotonic()
         reason = self._stopped()
         if reason:
             raise RunStoppedError(reason)
@@ -111,3 +137,7 @@ class SyncRunContext(RunContext):
         self.checkpoint()
         write = super().progress(completed, total, details)
         asyncio.run_coroutine_threadsafe(write, self._loop).result()
+
+
+def _state(state: Any) -> bytes | None:
+    return None if state is _NO_STATE else encode(state, "checkpoint state")

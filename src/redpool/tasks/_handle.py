@@ -1,5 +1,5 @@
 """``JobHandle``: a task job seen from any node (client-only ones too): its status, info,
-result and runs, waiting for it and canceling it."""
+result and runs, waiting for it, canceling, pausing, suspending and resuming it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 from .._codec import CorruptEntryError
 from .._redis import awaitable, public
 from ..errors import (
+    InvalidArgumentError,
     InvalidTransitionError,
     JobCanceledError,
     JobFailedError,
@@ -17,6 +18,8 @@ from ..errors import (
     JobSkippedError,
     JobTimedOutError,
     JobUnsuccessfulError,
+    NotSuspendableError,
+    PauseTimeoutError,
     PoolError,
     WaitTimeoutError,
 )
@@ -135,6 +138,94 @@ class JobHandle(Generic[R]):
         if not wait or Status(status) in TERMINAL:
             return Status(status)
         return (await self.wait(timeout)).status
+
+    @public
+    async def pause(self, ack_timeout: float = 1.0) -> Status:
+        """Pause the running job at its next ``run.checkpoint()``, where it waits until
+        ``resume()``, keeping its slot, lease, epoch and memory (its timeout clock stops
+        meanwhile). Returns PAUSED once the run acknowledged; PauseTimeoutError if it did
+        not within ``ack_timeout`` seconds (the pause is withdrawn: it runs on);
+        InvalidTransitionError (``.status``) when the job is not running."""
+        if isinstance(ack_timeout, bool) or not isinstance(ack_timeout, (int, float)):
+            raise InvalidArgumentError(f"ack_timeout must be seconds > 0, got {ack_timeout!r}")
+        if not ack_timeout > 0:
+            raise InvalidArgumentError(f"ack_timeout must be seconds > 0, got {ack_timeout!r}")
+        status = await self._control("pause", {Status.PAUSING}, ack_timeout)
+        if status == Status.PAUSING:  # not acknowledged in time: withdrawn, unless just now
+            status = await self._control("withdraw", set(), None)
+            if status != Status.PAUSED:
+                raise PauseTimeoutError(self.key, ack_timeout)
+        if status != Status.PAUSED:  # it ended, or was canceled or suspended meanwhile
+            raise InvalidTransitionError(self.key, status.value, "pause")
+        return status
+
+    @public
+    async def resume(self) -> Status:
+        """Continue a paused job where it waits (or withdraw a pause not yet acknowledged),
+        or place a suspended one again (it runs anew, possibly on another worker, with
+        ``run.resumed`` and its ``run.checkpoint_state``); a job being suspended is placed
+        again once suspended. No-op for a scheduled, queued or running job. Returns the
+        status after the call; InvalidTransitionError once the job is canceling or over."""
+        return await self._control("resume", set(), None)
+
+    @public
+    async def suspend(self, wait: bool = True, timeout: float | None = None) -> Status:
+        """Suspend the job: a scheduled or queued one (or one not yet started) at once; a
+        running, pausing or paused one stops at its next ``run.checkpoint()`` and gives its
+        slot back (its task must be declared ``suspendable=True``, else
+        NotSuspendableError), keeping its checkpoint state and last progress. A cancel wins
+        over a suspend. With ``wait``, return once it stopped: SUSPENDED (or how it ended
+        instead); WaitTimeoutError after ``timeout`` seconds (the suspend stays asked)."""
+        settling = {Status.SUSPENDING, Status.CANCELING} if wait else set()
+        status = await self._control("suspend", settling, timeout)
+        if status in settling:
+            raise WaitTimeoutError(
+                f"task job {self.key!r} did not stop within {timeout:g}s to suspend; it will "
+                "be suspended at its next checkpoint"
+            )
+        return status
+
+    async def _control(self, action: str, settling: set[Status], timeout: float | None) -> Status:
+        """Run ``action`` (lua/task_control.lua) and wait while the status is in
+        ``settling``, up to ``timeout`` seconds (None: no limit): each status change wakes
+        the wait through this node's tasks inbox; a lost message, a look every RECHECK."""
+        layer = self._layer
+        await layer.start()
+        request, ttl_ms = layer.memo()  # its retries answer what the first call did
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiter, future = layer.waiter()
+        try:
+            status = await self._act(action, request, ttl_ms, waiter)
+            while status in settling:
+                left = RECHECK if deadline is None else min(RECHECK, deadline - time.monotonic())
+                if left <= 0:
+                    break
+                await asyncio.wait([future], timeout=left)
+                future.cancel()
+                waiter, future = layer.waiter()
+                status = await self._act("watch", "", 0, waiter)
+        finally:
+            future.cancel()
+        return status
+
+    async def _act(self, action: str, request: str, ttl_ms: int, waiter: int) -> Status:
+        """One task_control call: the status it answered, or the error it means."""
+        layer = self._layer
+        outcome, status = await layer.call(
+            f"{action} of {self.key!r}",
+            lambda: layer.scripts.control(
+                self.key, self.generation or 0, action, request, ttl_ms, layer.node_id, waiter
+            ),
+        )
+        if outcome == "missing":
+            raise JobNotFoundError(self.key)
+        if outcome == "notsuspendable":
+            raise NotSuspendableError(self.key, status)
+        if not status:  # the generation is over (a later one replaced it)
+            status = (await self.info()).status.value
+        if outcome == "invalid" and action != "watch":
+            raise InvalidTransitionError(self.key, status, action)
+        return Status(status)
 
     @public
     async def delete(self) -> None:

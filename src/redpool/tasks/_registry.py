@@ -109,6 +109,8 @@ class Task(Generic[P, R]):
     result_type: Any
     hooks: tuple[object, ...] = ()
     stall_timeout: float | None = None
+    suspendable: bool = False
+    on_suspend: Callable[..., Any] | None = None  # on_suspend(run), sync or async
 
     @property
     def is_async(self) -> bool:
@@ -165,11 +167,20 @@ class Tasks:
         description: str | None = None,
         hooks: Sequence[object] | None = None,
         stall_timeout: float | timedelta | None = UNSET,
+        suspendable: bool = False,
+        on_suspend: Callable[..., Any] | None = None,
     ) -> TaskDecorator:
         """Register the decorated ``async def fn(run: RunContext, params) -> result`` (or a
         plain ``def``, which runs in a thread and gets a ``SyncRunContext``).
         ``stall_timeout``: a run that calls neither ``progress()`` nor ``checkpoint()`` for
-        that long is interrupted by its worker and runs again (max_interrupts)."""
+        that long is interrupted by its worker and runs again (max_interrupts).
+        ``suspendable``: its runs may be suspended (they stop at a ``run.checkpoint()`` and
+        give their slot back); ``on_suspend(run)`` is called on the worker once one did."""
+
+        if not isinstance(suspendable, bool):
+            raise InvalidArgumentError(f"suspendable must be a bool, got {suspendable!r}")
+        if on_suspend is not None and not callable(on_suspend):
+            raise InvalidArgumentError(f"on_suspend must be callable, got {on_suspend!r}")
 
         def register(fn: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(fn) or len(inspect.signature(fn).parameters) < 1:
@@ -191,6 +202,8 @@ class Tasks:
                 stall_timeout=self.stall_timeout
                 if stall_timeout is UNSET
                 else seconds(stall_timeout, "stall_timeout"),
+                suspendable=suspendable,
+                on_suspend=on_suspend,
             )
             self._tasks[task_name] = task
             return task
@@ -208,3 +221,7 @@ class Tasks:
 
     def names(self) -> list[str]:
         return sorted(self._tasks)
+
+    def suspendable(self) -> list[str]:
+        """Names of the tasks declared ``suspendable=True``."""
+        return sorted(name for name, task in self._tasks.items() if task.suspendable)

@@ -17,11 +17,12 @@ import tenacity
 from structlog.typing import FilteringBoundLogger
 
 from .._redis import retry_transient
-from .._threads import call_stoppable
+from .._threads import call_maybe_async, call_stoppable
 from ..errors import Fail, RetryLater, RunStoppedError, Skip, UnknownTaskError
 from . import _hooks as hooks
 from ._codec import decode, encode
 from ._context import RunContext, SyncRunContext
+from ._control import Deadline, RunControl
 from ._registry import Task, Tasks, wait_seconds
 from ._scripts import Claim, TaskScripts
 
@@ -32,8 +33,9 @@ REPORT_DEADLINE = 30.0  # a report retried this long through an outage; the leas
 @dataclass
 class _Run:
     epoch: int
+    control: RunControl
     task: asyncio.Task[None] | None = None
-    stop: str = ""  # why we cancel it: canceled | timed_out | interrupted | stalled | shutdown
+    stop: str = ""  # canceled | timed_out | interrupted | stalled | shutdown | suspended
     done: asyncio.Event = field(default_factory=asyncio.Event)
     ctx: RunContext | None = None  # for the hooks, once the task is known
     hooks: tuple[object, ...] = ()
@@ -80,10 +82,11 @@ class TaskWorker:
         fresh = [(k, e) for k, e in starts if k not in self._runs or self._runs[k].epoch != e]
         if not fresh or not self._lease_valid():
             return
-        for key, epoch in fresh:
-            self._runs.setdefault(key, _Run(epoch))  # a duplicate start is ignored meanwhile
+        taking: dict[str, _Run] = {}
+        for key, epoch in fresh:  # a duplicate start is ignored meanwhile; requests kept
+            taking[key] = self._runs.setdefault(key, self._new_run(key, epoch))
         try:
-            claims = await self._scripts.claim(self.id, fresh)
+            claims = await self._scripts.claim(self.id, self.tasks.suspendable(), fresh)
         finally:
             for key, epoch in fresh:
                 run = self._runs.get(key)
@@ -91,11 +94,31 @@ class TaskWorker:
                     del self._runs[key]
         for claim in claims:
             if claim is not None:
-                run = _Run(claim.epoch)
+                run = taking[claim.key]
+                if run.epoch != claim.epoch or run.task is not None:
+                    run = self._new_run(claim.key, claim.epoch)
                 self._runs[claim.key] = run
                 run.task = asyncio.create_task(self._execute(claim, run), name=claim.key)
                 if claim.cancel_requested:
                     self.stop(claim.key, claim.epoch, "canceled")
+
+    def _new_run(self, key: str, epoch: int) -> _Run:
+        def stop(reason: str) -> None:
+            self.stop(key, epoch, reason)
+
+        run = _Run(epoch, RunControl(key, epoch, self.id, self._scripts, stop, lambda: run.stop))
+        return run
+
+    def control(self, key: str, epoch: int, action: str) -> None:
+        """The owner was told to 'cancel', 'pause', 'resume' or 'suspend' the run of
+        ``key`` at ``epoch`` (an inbox message, or the upkeep saw the request pending)."""
+        run = self._runs.get(key)
+        if run is None or run.epoch != epoch:
+            return
+        if action == "cancel":
+            self.stop(key, epoch, "canceled")
+        else:
+            run.control.request(action)
 
     def stop(self, key: str, epoch: int | None, reason: str) -> None:
         """Cancel the run of ``key`` (of ``epoch``, when given): the code stops at its next
@@ -105,6 +128,7 @@ class TaskWorker:
             return
         run.stop = run.stop or reason
         run.task.cancel()
+        run.control.wake()
 
     def done_events(self) -> list[asyncio.Event]:
         """Set as each run under way here ends (and is reported)."""
@@ -118,6 +142,8 @@ class TaskWorker:
     async def _execute(self, claim: Claim, run: _Run) -> None:
         try:
             outcome, value, retry_ms = await self._outcome(claim, run)
+            if outcome == "suspended" and run.ctx is not None:
+                await self._on_suspend(claim, run.ctx)
             if run.ctx is not None and run.hooks:
                 await hooks.ended(run.hooks, run.ctx, outcome, run.result, run.error, self.log)
             await self._report(claim, outcome, value, retry_ms)
@@ -133,19 +159,21 @@ class TaskWorker:
             params = decode(claim.params, task.params_type)
         except (UnknownTaskError, Exception) as exc:  # not retryable: no run fixes it
             return "failed", _error(exc), -1
+        owns, control = self._owns(claim), run.control
         ctx = run.ctx = (
-            RunContext(claim, self.id, self._scripts, self._owns(claim), self.log)
+            RunContext(claim, self.id, self._scripts, owns, self.log, control)
             if task.is_async
             else SyncRunContext(
-                claim, self.id, self._scripts, self._owns(claim), self.log, lambda: run.stop
+                claim, self.id, self._scripts, owns, self.log, control, lambda: run.stop
             )
         )
         run.hooks = (*self.hooks, *self.tasks.hooks, *task.hooks)
-        timer = None
-        if claim.timeout_ms > 0:  # a timeout is a stop of its own cause, not "elapsed > t"
-            timer = asyncio.get_running_loop().call_later(
-                claim.timeout_ms / 1000, self.stop, claim.key, claim.epoch, "timed_out"
-            )
+        # A timeout is a stop of its own cause, not "elapsed > t"; its clock stops while the
+        # run is paused.
+        timer = control.deadline = Deadline(
+            claim.timeout_ms / 1000 if claim.timeout_ms > 0 else None,
+            lambda: self.stop(claim.key, claim.epoch, "timed_out"),
+        )
         if claim.stall_timeout_ms > 0:
             self._watch_stall(claim, run, ctx)
         try:
@@ -171,9 +199,9 @@ class TaskWorker:
             return "failed", _error(exc), self._retry(task, claim, exc)
         finally:
             ctx.ended = True
-            for handle in (timer, run.watchdog):
-                if handle is not None:
-                    handle.cancel()
+            timer.cancel()
+            if run.watchdog is not None:
+                run.watchdog.cancel()
         if run.stop:  # the code returned although it was told to stop
             return run.stop, b"", -1
         try:
@@ -207,13 +235,23 @@ class TaskWorker:
         loop = asyncio.get_running_loop()
 
         def check() -> None:
-            idle = time.monotonic() - ctx.moved_at
+            idle = 0.0 if run.control.paused else time.monotonic() - ctx.moved_at
             if idle >= limit:
                 self.stop(claim.key, claim.epoch, "stalled")
             else:
                 run.watchdog = loop.call_later(limit - idle, check)
 
         run.watchdog = loop.call_later(limit, check)
+
+    async def _on_suspend(self, claim: Claim, ctx: RunContext) -> None:
+        """The task's ``on_suspend(run)``, once its run stopped for a suspend (logged if it
+        raises: the run is suspended either way)."""
+        try:
+            callback = self.tasks.get(claim.task).on_suspend
+            if callback is not None:
+                await call_maybe_async(callback, ctx)
+        except Exception as exc:
+            self.log.error("on_suspend failed", key=claim.key, error=repr(exc))
 
     def _retry(self, task: Task[Any, Any], claim: Claim, exc: BaseException) -> int:
         """Retry delay ms by the task's predicate and the stored wait (-1: do not retry;

@@ -1,6 +1,7 @@
-"""A node's tasks layer: its tasks inbox (starts and cancels for its task workers, replies
-to its waiters), and the upkeep loop that re-places the runs of dead workers, fires due
-jobs and purges finished ones. Created on a node's first tasks call."""
+"""A node's tasks layer: its tasks inbox (starts, cancels, pauses, resumes and suspends for
+its task workers, replies to its waiters), and the upkeep loop that re-places the runs of
+dead workers, fires due jobs, purges finished ones and tells its workers again of requests
+still pending. Created on a node's first tasks call."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from ._scripts import TaskScripts
 T = TypeVar("T")
 
 UPKEEP_LIMIT = 100  # placements and purges per upkeep call
+_CONTROLS = frozenset({"cancel", "pause", "resume", "suspend"})  # inbox messages to an owner
+_REQUESTS = {"canceling": "cancel", "pausing": "pause", "suspending": "suspend"}
 DRAIN_GRACE = 5.0  # how long close() lets canceled runs report
 
 
@@ -172,6 +175,9 @@ class TaskLayer:
         for worker_id, starts in by_worker.items():
             if worker_id in self.workers:
                 await self.workers[worker_id].take(starts)
+        for key, worker_id, epoch, status in upkeep.pending:  # told again: level-triggered
+            if worker_id in self.workers:
+                self.workers[worker_id].control(key, epoch, _REQUESTS[status])
 
     async def _upkeep_step(self) -> None:
         delay = self.opts.heartbeat_interval
@@ -202,8 +208,9 @@ class TaskLayer:
             kind = msg[0] if msg else None
             if kind == "start" and len(msg) == 4:
                 starts.setdefault(str(msg[2]), []).append((str(msg[1]), int(msg[3])))
-            elif kind == "cancel" and len(msg) == 4 and str(msg[2]) in self.workers:
-                self.workers[str(msg[2])].stop(str(msg[1]), int(msg[3]), "canceled")
+            elif kind in _CONTROLS and len(msg) == 4:
+                if str(msg[2]) in self.workers:
+                    self.workers[str(msg[2])].control(str(msg[1]), int(msg[3]), kind)
             elif kind == "done" and len(msg) >= 4:
                 future = self._waiters.get(int(msg[1]))
                 if future is not None and not future.done():

@@ -17,8 +17,10 @@ from ._keys import TaskKeys
 
 _NAMES = (
     "task_cancel",
+    "task_checkpoint",
     "task_claim",
     "task_configure_queue",
+    "task_control",
     "task_delete",
     "task_finish",
     "task_info",
@@ -38,7 +40,9 @@ _NAMES = (
 ALLOW_OOM = frozenset(
     {
         "task_cancel",
+        "task_checkpoint",
         "task_claim",
+        "task_control",
         "task_delete",
         "task_finish",
         "task_leave",
@@ -97,6 +101,9 @@ class Claim:
     cancel_requested: bool
     stall_timeout_ms: int = 0
     interrupts: int = 0
+    resumed: bool = False  # the generation was suspended and resumed
+    checkpoint_state: bytes = b""  # the generation's last checkpoint(state), msgpack
+    progress: tuple[bytes, ...] = ()  # its last progress (lua/task_claim.lua)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +136,7 @@ class Upkeep:
     interrupted: int
     purged: int
     unregistered: list[str]  # own workers reaped while the node was cut off
+    pending: list[tuple[str, str, int, str]]  # (key, worker, epoch, status) of own flagged runs
 
 
 class TaskScripts(ScriptRunner):
@@ -157,8 +165,11 @@ class TaskScripts(ScriptRunner):
             return None
         return [_admission(job, item) for job, item in zip(jobs, res, strict=True)]
 
-    async def claim(self, worker: str, starts: Sequence[tuple[str, int]]) -> list[Claim | None]:
-        args: list[str | int] = [worker]
+    async def claim(
+        self, worker: str, suspendable: Sequence[str], starts: Sequence[tuple[str, int]]
+    ) -> list[Claim | None]:
+        """The runs taken; ``suspendable``: the worker's task names declared so."""
+        args: list[str | int | bytes] = [worker, msgpack.packb(list(suspendable))]
         for key, epoch in starts:
             args += [key, epoch]
         out: list[Claim | None] = []
@@ -166,7 +177,8 @@ class TaskScripts(ScriptRunner):
             if item == 0:
                 out.append(None)
                 continue
-            task, params, attempt, timeout, spec, gen, tenant, labels, cancel, stall, ni = item
+            task, params, attempt, timeout, spec, gen, tenant, labels, cancel = item[:9]
+            stall, ni, resumed, state, progress = item[9:]
             out.append(
                 Claim(
                     key,
@@ -182,9 +194,37 @@ class TaskScripts(ScriptRunner):
                     bool(int(cancel)),
                     int(stall),
                     int(ni),
+                    bool(int(resumed)),
+                    bytes(state),
+                    tuple(bytes(v) for v in progress),
                 )
             )
         return out
+
+    async def control(
+        self,
+        key: str,
+        generation: int,
+        action: str,
+        request: str,
+        memo_ttl_ms: int,
+        node: str,
+        waiter: int,
+    ) -> tuple[str, str]:
+        """(outcome 'ok' | 'invalid' | 'notsuspendable' | 'missing', status) of a pause,
+        resume, suspend, withdraw or watch (lua/task_control.lua)."""
+        args: list[str | int] = [key, generation, action, request, memo_ttl_ms, node, waiter]
+        res = await self._run("task_control", args)
+        return text(res[0]), text(res[1])
+
+    async def checkpoint(
+        self, worker: str, key: str, epoch: int, state: bytes | None, ack: bool
+    ) -> str:
+        """The job's status after a run's checkpoint (or 'unowned')."""
+        args: list[str | int | bytes] = [
+            worker, key, epoch, int(state is not None), state or b"", int(ack)
+        ]  # fmt: skip
+        return text(await self._run("task_checkpoint", args))
 
     async def finish(
         self, worker: str, key: str, epoch: int, outcome: str, value: bytes, retry_in_ms: int
@@ -229,11 +269,15 @@ class TaskScripts(ScriptRunner):
         await self._run("task_configure_queue", [queue, max_running, max_queued])
 
     async def maintain(self, node: str, ttl_ms: int, limit: int, workers: Sequence[str]) -> Upkeep:
-        due, now, flat, interrupted, purged, unregistered = await self._run(
+        due, now, flat, interrupted, purged, unregistered, flagged = await self._run(
             "task_maintain", [node, ttl_ms, limit, *workers]
         )
         untaken = [
             (text(flat[i]), text(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)
+        ]
+        pending = [
+            (text(flagged[i]), text(flagged[i + 1]), int(flagged[i + 2]), text(flagged[i + 3]))
+            for i in range(0, len(flagged), 4)
         ]
         return Upkeep(
             int(due),
@@ -242,6 +286,7 @@ class TaskScripts(ScriptRunner):
             int(interrupted),
             int(purged),
             [text(w) for w in unregistered],
+            pending,
         )
 
     async def progress(

@@ -21,6 +21,10 @@ class Status(str, enum.Enum):
     QUEUED = "queued"  # due, waiting for a free slot
     STARTING = "starting"  # handed to a worker
     RUNNING = "running"
+    PAUSING = "pausing"  # pause requested; acknowledged at the run's next checkpoint
+    PAUSED = "paused"  # waits at a checkpoint, keeping its slot, until resumed
+    SUSPENDING = "suspending"  # suspend requested; the run stops at its next checkpoint
+    SUSPENDED = "suspended"  # gave its slot back; resume() places it again
     CANCELING = "canceling"  # cancel requested; the code is being stopped
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -93,7 +97,7 @@ class RunInfo:
     attempt: int
     worker_id: str
     epoch: int
-    outcome: str  # succeeded, failed, timed_out, canceled, skipped, interrupted
+    outcome: str  # succeeded, failed, timed_out, canceled, skipped, interrupted, suspended
     started_at: datetime
     ended_at: datetime
     error: ErrorInfo | None
