@@ -19,6 +19,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
         ("schedule.py", "running now: ['sports']"),
         ("notify.py", "session-42 got 'bye'"),
         ("tasks.py", "retried: cat.png stored on attempt 3"),
+        ("control.py", "result: exported 150 rows (resumed)"),
     ],
 )
 def test_example_runs(example: str, expected: str, redis_url: str) -> None:

@@ -21,7 +21,7 @@ SCAN_FACTOR = 10  # a filtered page reads at most this many times ``limit`` inde
 @dataclass(frozen=True, slots=True)
 class QueueStats:
     ready: int  # queued, waiting for a slot
-    active: int  # on a worker (starting, running, canceling)
+    active: int  # on a worker (starting, running, pausing, paused, suspending, canceling)
     max_running: int | None
     max_queued: int | None
 

@@ -60,7 +60,8 @@ class TaskKeys:
         return self.prefix + "nodes"
 
     def data(self, key: str) -> str:
-        """HASH of a job's payloads: ``p`` params, ``res`` result, ``err`` error, ``st``."""
+        """HASH of a job's payloads: ``p`` params, ``res`` result, ``err`` error, ``st``,
+        ``ck`` the last checkpoint state, progress ``pc pt pd pu``."""
         return f"{self.prefix}data:{key}"
 
     def runs(self, key: str) -> str:
@@ -68,7 +69,8 @@ class TaskKeys:
         return f"{self.prefix}runs:{key}"
 
     def inbox(self, node_id: str) -> str:
-        """STREAM of messages to a node's tasks layer: starts, cancels, waiter replies."""
+        """STREAM of messages to a node's tasks layer: starts, cancels, pauses, resumes,
+        suspends, waiter replies."""
         return f"{self.prefix}inbox:{node_id}"
 
     def ready(self, queue: str) -> str:
@@ -99,7 +101,8 @@ class TaskKeys:
         return f"{self.prefix}status:{status}"
 
     def active(self, queue: str) -> str:
-        """SET of a queue's job keys on a worker (starting, running, canceling), pool-wide."""
+        """SET of a queue's job keys on a worker (starting, running, pausing, paused,
+        suspending, canceling), pool-wide."""
         return f"{self.prefix}active:{queue}"
 
     def stats(self, key: str) -> str:
