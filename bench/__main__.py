@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from . import cost, dispatch_latency, peer_queues, rebalance, recovery, throughput
+from . import cost, dispatch_latency, peer_queues, rebalance, recovery, tasks, throughput
 from .common import (
     FULL,
     ROOT,
@@ -57,6 +57,7 @@ SCENARIOS: dict[str, tuple[Scenario, float]] = {
     "rebalance": (rebalance.run, 300),
     "recovery": (recovery.run, 600),
     "peers": (peer_queues.run, 900),
+    "tasks": (tasks.run, 1800),
 }
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
 

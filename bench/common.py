@@ -56,6 +56,11 @@ class Sizes:
     idle_seconds: float = 20.0
     peer_latency_jobs: int = 200
     peer_throughput_jobs: int = 2000
+    tasks_latency_jobs: int = 200
+    tasks_result_jobs: int = 100
+    tasks_throughput_jobs: int = 4000
+    tasks_cost_jobs: int = 2000
+    tasks_queued_jobs: int = 100_000
     ping_samples: int = 2000
     benchmark_requests: int = 100_000
 
@@ -76,6 +81,11 @@ SMOKE = Sizes(
     idle_seconds=2.0,
     peer_latency_jobs=5,
     peer_throughput_jobs=20,
+    tasks_latency_jobs=5,
+    tasks_result_jobs=3,
+    tasks_throughput_jobs=40,
+    tasks_cost_jobs=40,
+    tasks_queued_jobs=1000,
     ping_samples=200,
     benchmark_requests=5000,
 )
@@ -311,9 +321,13 @@ async def flushall(ctx: Context) -> None:
 async def command_calls(client: aioredis.Redis) -> Counter[str]:
     """``INFO commandstats`` calls by command (commands run inside scripts included); the INFO
     calls of the harness itself are left out."""
-    stats = cast(dict[str, dict[str, int]], await client.info("commandstats"))
+    return calls_of(cast(dict[str, dict[str, int]], await client.info("commandstats")))
+
+
+def calls_of(commandstats: dict[str, dict[str, int]]) -> Counter[str]:
+    """Calls by command of an ``INFO commandstats`` reply, without INFO itself."""
     out: Counter[str] = Counter()
-    for name, fields in stats.items():
+    for name, fields in commandstats.items():
         command = name.removeprefix("cmdstat_")
         if command != "info":
             out[command] = int(fields["calls"])
@@ -443,20 +457,29 @@ class Members:
         ttl: float | None = None,
         events: Path | None = None,
         prefix: str = "p",
+        command: Sequence[str] | None = None,
     ) -> list[Member]:
+        """``count`` processes of ``bench.member`` (``workers`` pool workers each), or of
+        ``command`` (a module and its options after URL POOL --label) when given."""
         start = len(self.all)
         new = [
-            await self._spawn(f"{prefix}{start + i}", workers, ttl, events) for i in range(count)
+            await self._spawn(f"{prefix}{start + i}", workers, ttl, events, command)
+            for i in range(count)
         ]
         await asyncio.gather(*(m.ready() for m in new))
         self.all += new
         return new
 
     async def _spawn(
-        self, label: str, workers: int, ttl: float | None, events: Path | None
+        self,
+        label: str,
+        workers: int,
+        ttl: float | None,
+        events: Path | None,
+        command: Sequence[str] | None,
     ) -> Member:
-        args = ["-m", "bench.member", self.ctx.url(), self.pool, "--label", label]
-        args += ["--workers", str(workers)]
+        module, *options = command or ["bench.member", "--workers", str(workers)]
+        args = ["-m", module, self.ctx.url(), self.pool, "--label", label, *options]
         if ttl is not None:
             args += ["--ttl", str(ttl)]
         if events is not None:

@@ -71,8 +71,10 @@ def _script_names() -> dict[str, str]:
     """sha1 -> redpool script name, to label EVALSHA calls (best effort: a private API)."""
     try:
         from redpool._scripts import sources
+        from redpool.tasks._scripts import _sources as task_sources
 
-        return {hashlib.sha1(src.encode()).hexdigest(): n for n, src in sources().items()}
+        every = {**sources(), **task_sources()}
+        return {hashlib.sha1(src.encode()).hexdigest(): n for n, src in every.items()}
     except Exception:
         return {}
 

@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -70,11 +71,7 @@ async def main() -> None:
     parser.add_argument("--events")
     args = parser.parse_args()
 
-    # stdout is the command channel: logs (INFO and up) go to stderr.
-    structlog.configure(
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-    )
+    configure_logging()
     events = EventFile(args.events) if args.events else None
     node = await redpool.add_node(args.pool, args.url, worker_ttl=args.ttl, max_queued_jobs=100_000)
     seq = 0
@@ -88,6 +85,32 @@ async def main() -> None:
     for _ in range(args.workers):
         await add()
 
+    async def command(line: str) -> str:
+        if line == "add":
+            await add()
+        elif line == "remove":
+            await node.remove_worker(workers.pop())
+        elif line == "count":
+            return str(sum(len(w.jobs()) for w in node.workers()))
+        else:
+            raise ValueError(f"unknown command {line!r}")
+        return ""
+
+    await serve(node, command)
+
+
+def configure_logging() -> None:
+    """stdout is the command channel: logs (INFO and up) go to stderr."""
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+    )
+
+
+async def serve(node: redpool.Node, command: Callable[[str], Awaitable[str]]) -> None:
+    """Print ``ready <node id>``, answer each stdin line with ``ok <what command returned>``
+    or ``error <class> <text>``; close the node on SIGTERM, end of input, or once the pool
+    was shut down."""
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, done.set)
@@ -99,15 +122,7 @@ async def main() -> None:
     async def commands() -> None:
         while line := (await reader.readline()).decode().strip():
             try:
-                out = ""
-                if line == "add":
-                    await add()
-                elif line == "remove":
-                    await node.remove_worker(workers.pop())
-                elif line == "count":
-                    out = str(sum(len(w.jobs()) for w in node.workers()))
-                else:
-                    raise ValueError(f"unknown command {line!r}")
+                out = await command(line)
                 print(f"ok {out}".rstrip(), flush=True)
             except Exception as exc:
                 print(f"error {type(exc).__name__} {exc}".replace("\n", " "), flush=True)

@@ -16,7 +16,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, cast
@@ -214,52 +216,33 @@ _METRICS = [
 ]
 
 
-def _bin_dir() -> Path:
+def bin_dir() -> Path:
     """The venv's bin directory: the peers' CLIs run from the venv this harness runs in."""
     return Path(sys.executable).parent
 
 
 def _run_peer(ctx: Context, peer: Peer) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        ver = version(peer.dist)
-    except PackageNotFoundError:
-        raise PeerError(f"{peer.dist} is not installed (pip install -e '.[bench]')") from None
-    commands = peer.worker_commands(_bin_dir(), ctx.url(peer.db))
-    url, record_url = ctx.url(peer.db), ctx.url(RECORD_DB)
-    broker = redis.Redis.from_url(url)
-    records = redis.Redis.from_url(record_url)
-    broker.flushdb()
-    records.delete(RECORDS)
-    os.environ["BENCH_BROKER_URL"] = url  # read when the peer's module is imported
-    os.environ["BENCH_RECORD_URL"] = record_url
-    module = importlib.import_module(peer.module)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    url = ctx.url(peer.db)
+    ver, module, broker, records = prepare(peer, url, ctx.url(RECORD_DB))
+    commands = peer.worker_commands(bin_dir(), url)
     procs: list[subprocess.Popen[bytes]] = []
     log = ctx.workdir / f"peer-{peer.dist}.log"
     enqueuer: Enqueuer | None = None
     try:
-        with log.open("ab") as out:
-            for cmd in commands:
-                if not Path(cmd[0]).exists():
-                    raise PeerError(f"{cmd[0]} not found")
-                procs.append(
-                    subprocess.Popen(
-                        cmd, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True
-                    )
-                )
+        procs += start_workers(commands, {}, log)
         enqueuer = peer.enqueuer(module, url)
-        _warm_up(enqueuer, records, procs, log)
-        latency = _latency(ctx, peer, enqueuer, records)
-        throughput = _throughput(ctx, enqueuer, records)
-        _check_alive(procs, log)
+        warm_up(enqueuer.enqueue, records, procs, log)
+        latency = sequential_latency(
+            ctx.sizes.peer_latency_jobs, peer.poll_s, enqueuer.enqueue, records
+        )
+        throughput = bulk_throughput(ctx.sizes.peer_throughput_jobs, enqueuer.enqueue, records)
+        check_alive(procs, log)
     finally:
         if enqueuer is not None:
             with contextlib.suppress(Exception):
                 enqueuer.close()
         for proc in procs:
-            _stop(proc)
+            stop_worker(proc)
         broker.close()
         records.close()
     return {
@@ -272,16 +255,56 @@ def _run_peer(ctx: Context, peer: Peer) -> dict[str, Any]:
     }
 
 
-def _warm_up(
-    enqueuer: Enqueuer, records: redis.Redis, procs: list[subprocess.Popen[bytes]], log: Path
+def prepare(
+    peer: Peer, url: str, record_url: str
+) -> tuple[str, ModuleType, redis.Redis, redis.Redis]:
+    """The peer's version, its task module (imported anew: it reads the broker URL when
+    imported), and clients of its broker database and of the records, both emptied."""
+    try:
+        ver = version(peer.dist)
+    except PackageNotFoundError:
+        raise PeerError(f"{peer.dist} is not installed (pip install -e '.[bench]')") from None
+    broker = redis.Redis.from_url(url)
+    records = redis.Redis.from_url(record_url)
+    broker.flushdb()
+    records.delete(RECORDS)
+    os.environ["BENCH_BROKER_URL"] = url
+    os.environ["BENCH_RECORD_URL"] = record_url
+    module = importlib.reload(importlib.import_module(peer.module))
+    return ver, module, broker, records
+
+
+def start_workers(
+    commands: list[list[str]], env: dict[str, str], log: Path
+) -> list[subprocess.Popen[bytes]]:
+    """The peer's worker CLIs, each in a process group of its own (stop_worker ends it)."""
+    procs = []
+    full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    with log.open("ab") as out:
+        for cmd in commands:
+            if not Path(cmd[0]).exists():
+                raise PeerError(f"{cmd[0]} not found")
+            procs.append(
+                subprocess.Popen(
+                    cmd, cwd=ROOT, env=full_env, stdout=out, stderr=out, start_new_session=True
+                )
+            )
+    return procs
+
+
+def warm_up(
+    enqueue: Callable[[int], object],
+    records: redis.Redis,
+    procs: list[subprocess.Popen[bytes]],
+    log: Path,
 ) -> None:
     """Enqueue 20 jobs and wait for all (workers may take seconds to boot), then let every
     worker process finish starting."""
     for i in range(20):
-        enqueuer.enqueue(-1 - i)
+        enqueue(-1 - i)
     deadline = time.monotonic() + 60
     while _count(records) < 20:
-        _check_alive(procs, log)
+        check_alive(procs, log)
         if time.monotonic() > deadline:
             raise PeerError(f"warm-up jobs did not run within 60 s: {_tail(log)}")
         time.sleep(0.05)
@@ -289,15 +312,15 @@ def _warm_up(
     records.delete(RECORDS)
 
 
-def _latency(
-    ctx: Context, peer: Peer, enqueuer: Enqueuer, records: redis.Redis
+def sequential_latency(
+    n: int, poll_s: float, enqueue: Callable[[int], object], records: redis.Redis
 ) -> dict[str, float]:
     """Sequential jobs: enqueue one, wait until its body ran, pause, repeat. The pause is random
     over the peer's poll interval, so that enqueues do not lock onto the workers' poll phase."""
     samples = []
-    for i in range(ctx.sizes.peer_latency_jobs):
+    for i in range(n):
         t0 = time.monotonic()
-        enqueuer.enqueue(i)
+        enqueue(i)
         while True:
             item = cast(tuple[bytes, bytes] | None, records.blpop([RECORDS], timeout=30))
             if item is None:
@@ -306,16 +329,18 @@ def _latency(
             if int(job_id) == i:
                 break
         samples.append(float(started) - t0)
-        time.sleep(random.uniform(0, peer.poll_s))
+        time.sleep(random.uniform(0, poll_s))
     return summary_ms(samples)
 
 
-def _throughput(ctx: Context, enqueuer: Enqueuer, records: redis.Redis) -> dict[str, float]:
-    n = ctx.sizes.peer_throughput_jobs
+def bulk_throughput(
+    n: int, enqueue: Callable[[int], object], records: redis.Redis
+) -> dict[str, float]:
+    """Enqueue n jobs one after the other; until the last body ran."""
     records.delete(RECORDS)
     t0 = time.monotonic()
     for i in range(n):
-        enqueuer.enqueue(100_000 + i)
+        enqueue(100_000 + i)
     enqueue_s = time.monotonic() - t0
     deadline = time.monotonic() + 300
     while (done := _count(records)) < n:
@@ -335,13 +360,13 @@ def _all(records: redis.Redis) -> list[bytes]:
     return cast(list[bytes], records.lrange(RECORDS, 0, -1))
 
 
-def _check_alive(procs: list[subprocess.Popen[bytes]], log: Path) -> None:
+def check_alive(procs: list[subprocess.Popen[bytes]], log: Path) -> None:
     for proc in procs:
         if proc.poll() is not None:
             raise PeerError(f"worker exited with {proc.returncode}: {_tail(log)}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the worker's process group (it started it), then SIGKILL."""
     for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
         if proc.poll() is not None:

@@ -124,6 +124,61 @@ def evaluate(results: dict[str, Result], sizes_note: str) -> list[Target]:
         at_most(300),
         "{:.0f} bytes (empty payload)".format,
     )
+    out += _tasks(results.get("tasks"))
+    return out
+
+
+def _tasks(res: Result | None) -> list[Target]:
+    """Issue 9's targets: redpool tasks against the best peer of the same run."""
+    if res is None:
+        return []
+    out: list[Target] = []
+
+    def rows(suffix: str) -> list[tuple[float, str]]:
+        """(value, peer name) of the peers' rows whose key ends with ``suffix``."""
+        return [
+            (r.value, r.metric.removesuffix(" tasks/s").removesuffix(" submit→start p50"))
+            for r in res.rows
+            if r.key.endswith(suffix) and not r.key.startswith("redpool") and r.value is not None
+        ]
+
+    def mine(key: str) -> float | None:
+        row = res.row(key)
+        return row.value if row else None
+
+    for key, name, goal, better in (
+        ("tasks_per_s", "tasks: tasks/s", "≥ 3 x best peer", max),
+        ("start_p50", "tasks: submit→start p50", "≤ 0.5 x best peer's", min),
+    ):
+        ours, peers = mine(f"redpool_{key}"), rows(f"_{key}")
+        if ours is None or not peers:
+            out.append(Target(name, goal, "n/a (not measured)", "n/a"))
+            continue
+        best, peer = better(peers)
+        unit = "tasks/s" if key == "tasks_per_s" else "ms"
+        text = f"{ours:,.2f} {unit} = {ours / best:.2f} x {peer} ({best:,.2f} {unit})"
+        ok = ours >= 3 * best if better is max else ours <= 0.5 * best
+        out.append(Target(name, goal, text, _status(ok)))
+    checks = [
+        ("tasks: round trips per task", "≤ 2, amortised", "redpool_round_trips_batched", 2,
+         "{:.2f} (submit_many run)"),
+        ("tasks: Redis commands per task", "≤ 20 (light path)", "redpool_commands_batched", 20,
+         "{:.1f} (submit_many run, commandstats)"),
+        ("tasks: Redis memory per queued job", "≤ 500 B + params", "redpool_bytes_per_queued",
+         500, "{:.0f} B + params"),
+    ]  # fmt: skip
+    for name, goal, key, limit, fmt in checks:
+        got = mine(key)
+        if got is None:
+            out.append(Target(name, goal, "n/a (not measured)", "n/a"))
+        else:
+            out.append(Target(name, goal, fmt.format(got), _status(got <= limit)))
+    rss = [v for v in (mine("redpool_rss_worker"), mine("redpool_rss_submitter")) if v is not None]
+    if not rss:
+        out.append(Target("tasks: RSS, 100k queued", "< 100 MiB", "n/a (not measured)", "n/a"))
+    else:
+        text = f"{max(rss):.1f} MiB (the larger of the worker and the submitting node)"
+        out.append(Target("tasks: RSS, 100k queued", "< 100 MiB", text, _status(max(rss) < 100)))
     return out
 
 
