@@ -2,8 +2,8 @@
 --
 -- Calling convention (src/redpool/tasks/_scripts.py builds it; src/redpool/tasks/_keys.py
 -- names the keys; LEASES and META are the pool core's):
---   KEYS[1..11] = tjobs, tworkers, tdelayed, tmeta, tdone, leases, meta, tqueues, tnodes,
---                 tidem, tidem_expiry (one hash tag: the pool)
+--   KEYS[1..12] = tjobs, tworkers, tdelayed, tmeta, tdone, leases, meta, tqueues, tnodes,
+--                 tidem, tidem_expiry, tschedules (one hash tag: the pool)
 --   ARGV[1..10] = templates of tdata:<key>, truns:<key>, tinbox:<node>, tready:<queue>,
 --                 twruns:<worker>, twq:<worker>|<queue>, tstatus:<status>,
 --                 tqactive:<queue>, tstats:<key>, tnext:<key>
@@ -28,14 +28,15 @@
 
 local TJOBS, TWORKERS, TDELAYED, TMETA, TDONE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local LEASES, META, TQUEUES, TNODES = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local TIDEM, TIDEM_EXPIRY = KEYS[10], KEYS[11]
+local TIDEM, TIDEM_EXPIRY, TSCHEDULES = KEYS[10], KEYS[11], KEYS[12]
 local DATA_T, RUNS_T, INBOX_T, READY_T = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local WRUNS_T, WQ_T, STATUS_T, ACTIVE_T = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local STATS_T, NEXT_T = ARGV[9], ARGV[10]
 local ARG = {}
 for i = 11, #ARGV do ARG[i - 10] = ARGV[i] end
 
-local TERMINAL = {succeeded = true, failed = true, timed_out = true, canceled = true, skipped = true}
+local TERMINAL = {succeeded = true, failed = true, timed_out = true, canceled = true, skipped = true,
+  ended = true}
 -- Statuses whose run is on a worker (rec.w names it).
 local ON_WORKER = {starting = true, running = true, canceling = true, pausing = true, paused = true,
   suspending = true}
@@ -134,6 +135,7 @@ local function queue_full(queue)
 end
 
 local finish -- below: place and pull end the jobs that expired with it
+local recur -- lua/_task_recurring.lua: a schedule's next occurrence instead of the end
 
 -- A job not started by its expires time is canceled instead (its error says so).
 local function expired(key, rec, now)
@@ -241,7 +243,7 @@ local function record_run(key, rec, outcome, now, err, reason)
   if took > tonumber(redis.call('HGET', stats(key), 'rmax') or '0') then
     redis.call('HSET', stats(key), 'rmax', took)
   end
-  if err then redis.call('HSET', stats(key), 'err', cmsgpack.pack(err)) end
+  if err and err ~= '' then redis.call('HSET', stats(key), 'err', cmsgpack.pack(err)) end
 end
 
 -- The key is gone for good (purged or deleted): its record, payloads, history and counters.
@@ -249,6 +251,7 @@ local function forget(key, rec)
   if rec then redis.call('ZREM', by_status(rec.s), key) end
   redis.call('HDEL', TJOBS, key)
   redis.call('ZREM', TDONE, key)
+  redis.call('ZREM', TSCHEDULES, key)
   redis.call('DEL', data(key), runs(key), stats(key), next_of(key))
 end
 
@@ -302,11 +305,15 @@ end
 -- small, so a waiter need not read it after the next generation replaced it), and the next
 -- generation of its per-key queue admitted.
 function finish(key, rec, status, now)
+  if rec.rc and status ~= 'ended' and (status ~= 'canceled' or (rec.oc == 1 and rec.cf ~= 1)) then
+    if recur(key, rec, now) then return end
+    status = 'ended'  -- a schedule ends only by cancel, its window or max_runs
+  end
   free_slot(key, rec)
   rec.w, rec.fin, rec.cf = '', now, nil
   set_status(key, rec, status)
   local keep = rec.kp or 86400000
-  if status ~= 'succeeded' then keep = rec.kf or 604800000 end
+  if status ~= 'succeeded' and status ~= 'ended' then keep = rec.kf or 604800000 end
   redis.call('ZADD', TDONE, now + keep, key)
   redis.call('HSET', data(key), 'st', status)
   local field = 'err'

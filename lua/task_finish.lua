@@ -3,10 +3,12 @@
 --      'skipped' | 'interrupted' (fenced) | 'stalled' (no progress for its stall timeout) |
 --      'shutdown' | 'suspended'), value (result msgpack when succeeded, else
 --      the error msgpack {type, message, traceback}), retry in ms (-1: the policy says no
---      retry; only for failed and timed_out).
--- Returns {verdict, status, handed}: verdict 'ok' or 'unowned' (the run is not this
--- worker's any more: nothing was written), the job's status after it, and how many queued
--- runs were handed to this worker's freed slot.
+--      retry; only for failed and timed_out), and for a schedule's run ('' otherwise) the
+--      msgpack {n = next run in ms the task chose (-1: none), c = next cron grid points ms}.
+-- Returns {verdict, status, handed, due}: verdict 'ok' or 'unowned' (the run is not this
+-- worker's any more: nothing was written), the job's status after it, how many queued
+-- runs were handed to this worker's freed slot, and in how many ms it is due when
+-- scheduled (-1 otherwise).
 -- Invariants: every write is fenced by (worker, epoch); a finished generation never runs
 -- again; an attempt is charged only for a run that ended by itself (failed, timed out);
 -- interruptions (fenced, stalled) count against max_interrupts instead ('shutdown' counts
@@ -16,6 +18,7 @@
 -- a freed slot takes the head of the worker's ready queues at once (handoff, FIFO).
 local worker, key, epoch, outcome, value = ARG[1], ARG[2], tonumber(ARG[3]), ARG[4], ARG[5]
 local retry_in = tonumber(ARG[6])
+if ARG[7] and ARG[7] ~= '' then recur_hint = decode(ARG[7]) end
 local now = now_ms()
 local rec = load_task(key)
 if not rec or rec.w ~= worker or rec.e ~= epoch or TERMINAL[rec.s] then
@@ -51,4 +54,6 @@ else
   end
 end
 
-return {'ok', rec.s, refill(worker, now, 8)}
+local due = -1
+if rec.s == 'scheduled' then due = math.max(0, rec.due - now) end
+return {'ok', rec.s, refill(worker, now, 8), due}

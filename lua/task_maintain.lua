@@ -44,7 +44,13 @@ end
 
 for _, key in ipairs(redis.call('ZRANGEBYSCORE', TDELAYED, '-inf', now, 'LIMIT', 0, limit)) do
   local rec = load_task(key)
-  if rec and rec.s == 'scheduled' then place(key, rec, now) else redis.call('ZREM', TDELAYED, key) end
+  if rec and rec.rc then
+    fire_recurring(key, rec, now)
+  elseif rec and rec.s == 'scheduled' then
+    place(key, rec, now)
+  else
+    redis.call('ZREM', TDELAYED, key)
+  end
 end
 pull_all(now, limit)
 

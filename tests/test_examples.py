@@ -20,6 +20,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
         ("notify.py", "session-42 got 'bye'"),
         ("tasks.py", "retried: cat.png stored on attempt 3"),
         ("control.py", "result: exported 150 rows (resumed)"),
+        ("recurring.py", "cleanup ended after 3 runs (3 ok)"),
     ],
 )
 def test_example_runs(example: str, expected: str, redis_url: str) -> None:

@@ -91,12 +91,15 @@ def _shebang(name: str, allow_oom: frozenset[str]) -> str:
 
 
 def load_sources(
-    prelude_name: str, names: Sequence[str], allow_oom: frozenset[str] = ALLOW_OOM
+    prelude_name: str | tuple[str, ...],
+    names: Sequence[str],
+    allow_oom: frozenset[str] = ALLOW_OOM,
 ) -> dict[str, str]:
     """Each script of ``names`` behind its flags line, ``_records.lua`` (shared by both
-    preludes) and the prelude ``prelude_name``."""
+    preludes) and the prelude ``prelude_name`` (or several, in order)."""
     folder = _lua_dir()
-    prelude = "\n".join((folder / f"{name}.lua").read_text() for name in ("_records", prelude_name))
+    preludes = (prelude_name,) if isinstance(prelude_name, str) else prelude_name
+    prelude = "\n".join((folder / f"{name}.lua").read_text() for name in ("_records", *preludes))
     return {
         name: _shebang(name, allow_oom) + prelude + "\n" + (folder / f"{name}.lua").read_text()
         for name in names

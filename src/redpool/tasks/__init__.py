@@ -4,8 +4,10 @@ cancel, idempotency, capacity-aware placement), built on the pool's leases and f
 from ._context import RunContext, SyncRunContext
 from ._handle import JobHandle
 from ._jobs import Jobs, JobStats, QueueStats, WorkerStats
+from ._recurring import NextRunIn
 from ._registry import Retry, Task, Tasks
 from ._runner import TaskWorker
+from ._schedule_handle import ScheduleHandle, ScheduleInfo, ScheduleMetrics
 from ._status import ErrorInfo, JobInfo, JobMetrics, Page, Progress, RunInfo, Status
 
 __all__ = [
@@ -15,12 +17,16 @@ __all__ = [
     "JobMetrics",
     "JobStats",
     "Jobs",
+    "NextRunIn",
     "Page",
     "Progress",
     "QueueStats",
     "Retry",
     "RunContext",
     "RunInfo",
+    "ScheduleHandle",
+    "ScheduleInfo",
+    "ScheduleMetrics",
     "Status",
     "SyncRunContext",
     "Task",

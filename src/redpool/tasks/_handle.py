@@ -116,6 +116,8 @@ class JobHandle(Generic[R]):
         """The task's return value; JobFailedError, JobTimedOutError, JobCanceledError or
         JobSkippedError (all JobUnsuccessfulError, with ``.info``) when it has none."""
         status, value = await self._await_end(timeout)
+        if status == Status.ENDED:  # a schedule's end (window or max_runs) has no value
+            return None  # type: ignore[return-value]
         if status == Status.SUCCEEDED:
             if value is None:  # a later generation of the key replaced its result
                 raise JobNotFoundError(self.key)

@@ -116,6 +116,11 @@ class TaskKeys:
         ``data:<key>``."""
         return f"{self.prefix}next:{key}"
 
+    @property
+    def schedules(self) -> str:
+        """ZSET schedule name (its job key) -> created ms: what ``node.schedules()`` lists."""
+        return self.prefix + "schedules"
+
     def script_keys(self) -> list[str]:
         """KEYS of every task script, in the order lua/_tasks_prelude.lua expects."""
         return [
@@ -130,6 +135,7 @@ class TaskKeys:
             self.nodes,
             self.idempotency,
             self.idempotency_expiry,
+            self.schedules,
         ]
 
     def script_templates(self) -> list[str]:

@@ -29,6 +29,7 @@ from ._keys import TaskKeys
 from ._registry import UNSET, Retry, Task, Tasks
 from ._runner import TaskWorker
 from ._runtime import TaskLayer
+from ._schedule_api import ScheduleMethods
 from ._scripts import Submission
 from ._submission import admitted, submission
 
@@ -38,7 +39,7 @@ R = TypeVar("R")
 SUBMIT_BATCH = 500  # jobs per task_submit call
 
 
-class TaskMethods:
+class TaskMethods(ScheduleMethods):
     """Submit task jobs, wait for them, and host task workers (see the README, "Tasks")."""
 
     id: str

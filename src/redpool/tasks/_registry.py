@@ -111,6 +111,8 @@ class Task(Generic[P, R]):
     stall_timeout: float | None = None
     suspendable: bool = False
     on_suspend: Callable[..., Any] | None = None  # on_suspend(run), sync or async
+    # Boundary's NextRunIn() of a schedule's task: (run, outcome) -> seconds | None (grid)
+    next_run_in: Callable[..., Any] | None = None
 
     @property
     def is_async(self) -> bool:
@@ -169,13 +171,16 @@ class Tasks:
         stall_timeout: float | timedelta | None = UNSET,
         suspendable: bool = False,
         on_suspend: Callable[..., Any] | None = None,
+        next_run_in: Callable[..., Any] | None = None,
     ) -> TaskDecorator:
         """Register the decorated ``async def fn(run: RunContext, params) -> result`` (or a
         plain ``def``, which runs in a thread and gets a ``SyncRunContext``).
         ``stall_timeout``: a run that calls neither ``progress()`` nor ``checkpoint()`` for
         that long is interrupted by its worker and runs again (max_interrupts).
         ``suspendable``: its runs may be suspended (they stop at a ``run.checkpoint()`` and
-        give their slot back); ``on_suspend(run)`` is called on the worker once one did."""
+        give their slot back); ``on_suspend(run)`` is called on the worker once one did.
+        ``next_run_in(run, outcome)``: when the task runs on a schedule, the seconds until
+        its next run after this one (None: the schedule's grid), as a returned NextRunIn."""
 
         if not isinstance(suspendable, bool):
             raise InvalidArgumentError(f"suspendable must be a bool, got {suspendable!r}")
@@ -204,6 +209,7 @@ class Tasks:
                 else seconds(stall_timeout, "stall_timeout"),
                 suspendable=suspendable,
                 on_suspend=on_suspend,
+                next_run_in=next_run_in,
             )
             self._tasks[task_name] = task
             return task

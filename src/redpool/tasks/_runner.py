@@ -23,6 +23,7 @@ from . import _hooks as hooks
 from ._codec import decode, encode
 from ._context import RunContext, SyncRunContext
 from ._control import Deadline, RunControl
+from ._recurring import NextRunIn, run_hint
 from ._registry import Task, Tasks, wait_seconds
 from ._scripts import Claim, TaskScripts
 
@@ -42,6 +43,7 @@ class _Run:
     result: Any = None
     error: BaseException | None = None
     watchdog: asyncio.TimerHandle | None = None  # stall_timeout
+    next_in: float | None = None  # a schedule's run returned NextRunIn
 
 
 class TaskWorker:
@@ -146,7 +148,9 @@ class TaskWorker:
                 await self._on_suspend(claim, run.ctx)
             if run.ctx is not None and run.hooks:
                 await hooks.ended(run.hooks, run.ctx, outcome, run.result, run.error, self.log)
-            await self._report(claim, outcome, value, retry_ms)
+            chooser = self.tasks.get(claim.task).next_run_in if claim.task in self.tasks else None
+            hint = await run_hint(claim, run.next_in, chooser, run.ctx, outcome, self.log)
+            await self._report(claim, outcome, value, retry_ms, hint)
         finally:
             if self._runs.get(claim.key) is run:
                 del self._runs[claim.key]
@@ -204,6 +208,8 @@ class TaskWorker:
                 run.watchdog.cancel()
         if run.stop:  # the code returned although it was told to stop
             return run.stop, b"", -1
+        if isinstance(result, NextRunIn):  # a schedule's task chose its next run
+            run.next_in, result = result.delay, None
         try:
             value = encode(result, f"the result of {claim.task}")
         except Exception as exc:
@@ -273,11 +279,13 @@ class TaskWorker:
 
         return owned
 
-    async def _report(self, claim: Claim, outcome: str, value: bytes, retry_ms: int) -> None:
+    async def _report(
+        self, claim: Claim, outcome: str, value: bytes, retry_ms: int, hint: bytes = b""
+    ) -> None:
         try:
-            verdict, status = await retry_transient(
+            verdict, status, due_ms = await retry_transient(
                 lambda: self._scripts.finish(
-                    self.id, claim.key, claim.epoch, outcome, value, retry_ms
+                    self.id, claim.key, claim.epoch, outcome, value, retry_ms, hint
                 ),
                 time.monotonic() + REPORT_DEADLINE,
                 f"reporting task job {claim.key!r}",
@@ -289,7 +297,7 @@ class TaskWorker:
         if verdict == "unowned":
             self.log.info("run was not this worker's any more", key=claim.key)
         elif status == "scheduled":
-            self._on_retry(max(0.0, retry_ms / 1000))
+            self._on_retry(max(0.0, due_ms / 1000))
 
 
 def _error(exc: BaseException, message: str | None = None) -> bytes:

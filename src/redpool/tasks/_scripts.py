@@ -29,6 +29,9 @@ _NAMES = (
     "task_maintain",
     "task_progress",
     "task_purge",
+    "task_schedule_suspend",
+    "task_schedule_upsert",
+    "task_schedule_wake",
     "task_submit",
     "task_wait",
 )
@@ -54,7 +57,7 @@ ALLOW_OOM = frozenset(
 
 @cache
 def _sources() -> dict[str, str]:
-    return load_sources("_tasks_prelude", _NAMES, ALLOW_OOM)
+    return load_sources(("_tasks_prelude", "_task_recurring"), _NAMES, ALLOW_OOM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,7 @@ class Claim:
     resumed: bool = False  # the generation was suspended and resumed
     checkpoint_state: bytes = b""  # the generation's last checkpoint(state), msgpack
     progress: tuple[bytes, ...] = ()  # its last progress (lua/task_claim.lua)
+    schedule: dict[str, Any] | None = None  # a recurring job's {k, cr, tz}
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +182,8 @@ class TaskScripts(ScriptRunner):
                 out.append(None)
                 continue
             task, params, attempt, timeout, spec, gen, tenant, labels, cancel = item[:9]
-            stall, ni, resumed, state, progress = item[9:]
+            stall, ni, resumed, state, progress = item[9:14]
+            schedule = bytes(item[14]) if len(item) > 14 else b""
             out.append(
                 Claim(
                     key,
@@ -197,6 +202,7 @@ class TaskScripts(ScriptRunner):
                     bool(int(resumed)),
                     bytes(state),
                     tuple(bytes(v) for v in progress),
+                    dict(msgpack.unpackb(schedule)) if schedule else None,
                 )
             )
         return out
@@ -227,11 +233,21 @@ class TaskScripts(ScriptRunner):
         return text(await self._run("task_checkpoint", args))
 
     async def finish(
-        self, worker: str, key: str, epoch: int, outcome: str, value: bytes, retry_in_ms: int
-    ) -> tuple[str, str]:
-        """(verdict 'ok' | 'unowned', the job's status after the report)."""
-        res = await self._run("task_finish", [worker, key, epoch, outcome, value, retry_in_ms])
-        return text(res[0]), text(res[1])
+        self,
+        worker: str,
+        key: str,
+        epoch: int,
+        outcome: str,
+        value: bytes,
+        retry_in_ms: int,
+        next_run: bytes = b"",
+    ) -> tuple[str, str, int]:
+        """(verdict 'ok' | 'unowned', the job's status after the report, due in ms when
+        scheduled, else -1). ``next_run``: a schedule's hint (lua/task_finish.lua)."""
+        res = await self._run(
+            "task_finish", [worker, key, epoch, outcome, value, retry_in_ms, next_run]
+        )
+        return text(res[0]), text(res[1]), int(res[3]) if len(res) > 3 else -1
 
     async def wait(self, key: str, node: str, request: int, generation: int) -> Outcome:
         res = await self._run("task_wait", [key, node, request, generation])
@@ -304,6 +320,31 @@ class TaskScripts(ScriptRunner):
         """('ok' | 'missing' | 'invalid', the status when invalid)."""
         res = await self._run("task_delete", [key])
         return text(res[0]), text(res[1]) if len(res) > 1 else ""
+
+    async def schedule_upsert(
+        self, job: Submission, spec: dict[str, Any], run_now: bool
+    ) -> tuple[str, int, str, int]:
+        """(outcome new | changed | same | exists | shutdown, generation, status, due in ms
+        or -1) of lua/task_schedule_upsert.lua."""
+        args: list[str | int | bytes] = [
+            job.key, job.task, job.queue, job.params, msgpack.packb(job.options),
+            msgpack.packb(spec), int(run_now),
+        ]  # fmt: skip
+        res = await self._run("task_schedule_upsert", args)
+        return text(res[0]), int(res[1]), text(res[2]), int(res[3])
+
+    async def schedule_wake(self, key: str, within_ms: int) -> tuple[str, str, int]:
+        """(outcome ok | again | missing | invalid, status, due in ms or -1)."""
+        res = await self._run("task_schedule_wake", [key, within_ms])
+        return text(res[0]), text(res[1]), int(res[2])
+
+    async def schedule_suspend(
+        self, key: str, action: str, grid: Sequence[int]
+    ) -> tuple[str, str, int]:
+        """(outcome ok | missing | invalid, status, due in ms or -1); ``action`` suspend or
+        resume; ``grid``: a cron schedule's next points (ms)."""
+        res = await self._run("task_schedule_suspend", [key, action, msgpack.packb(list(grid))])
+        return text(res[0]), text(res[1]), int(res[2])
 
 
 def _admission(job: Submission, res: list[Any]) -> Admission:

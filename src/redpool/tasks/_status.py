@@ -24,13 +24,14 @@ class Status(str, enum.Enum):
     PAUSING = "pausing"  # pause requested; acknowledged at the run's next checkpoint
     PAUSED = "paused"  # waits at a checkpoint, keeping its slot, until resumed
     SUSPENDING = "suspending"  # suspend requested; the run stops at its next checkpoint
-    SUSPENDED = "suspended"  # gave its slot back; resume() places it again
+    SUSPENDED = "suspended"  # gave its slot back (a schedule: starts none); resume()
     CANCELING = "canceling"  # cancel requested; the code is being stopped
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     CANCELED = "canceled"
     SKIPPED = "skipped"
+    ENDED = "ended"  # a schedule whose window or max_runs is spent
 
     @property
     def terminal(self) -> bool:
@@ -38,7 +39,14 @@ class Status(str, enum.Enum):
 
 
 TERMINAL = frozenset(
-    {Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.CANCELED, Status.SKIPPED}
+    {
+        Status.SUCCEEDED,
+        Status.FAILED,
+        Status.TIMED_OUT,
+        Status.CANCELED,
+        Status.SKIPPED,
+        Status.ENDED,
+    }
 )
 
 
