@@ -1,4 +1,4 @@
--- task_submit: admit a batch of task jobs, each placed in the same step: on the best worker with a
+-- task_submit: admit a batch of task jobs, all or none, each placed in the same step: on the best worker with a
 -- free slot (the start goes to its node's tasks inbox), else in its queue's ready set, or in
 -- the delayed set when it is due later. While the key has an active generation, if_active
 -- decides: 'reject', 'return', 'queue' (the job waits in the key's FIFO and runs after the
@@ -7,58 +7,104 @@
 --      to, ma, mi, rs, kp, kf, pri, tn, lb), delay ms (-1: now), idempotency key ('' none), params fingerprint,
 --      idempotency ttl ms, if_active ('reject' | 'return' | 'queue' | 'replace'), auto (1:
 --      the idempotency key is the caller's retry guard, not the user's: not in the record).
---      A key's FIFO holds up to the queue's max_queued (default 100000) submissions.
--- Returns {'shutdown'} (the pool shuts down: nothing admitted), or per job one of
---   {'ok', generation, status} |
---   {'exists', generation, status} (if_active=reject) | {'active', generation, status}
---   (if_active=return) | {'idem', key, generation, status} (the idempotency key's earlier
---   job) | {'conflict', key} (same idempotency key, other params) | {'full', queued} (the
---   queue's max_queued, or the key's queue, is full).
--- Invariants: at most one active (non-terminal) generation per key, the others wait in its
--- FIFO; an idempotency key is checked and recorded in the same step as the admission, so
--- concurrent submits with one key admit one job; a job is handed to a worker only while that
--- worker has a free slot for its queue (checked here, in Redis) and its node holds a lease.
+-- Returns {'shutdown'} (the pool shuts down: nothing admitted), {'refused', i, outcome} (job
+--   i's outcome is a refusal: nothing of the batch was admitted), or per job one of
+--   {'ok', generation, status} | {'active', generation, status} (if_active=return) |
+--   {'idem', key, generation, status} (the idempotency key's earlier job).
+--   Refusals: {'exists', generation, status} (if_active=reject) | {'conflict', key} (same
+--   idempotency key, other params) | {'full', 'queue' | 'key', waiting} (the queue's
+--   max_queued, or the key's FIFO, bounded by the same number, would be exceeded).
+-- Invariants: all or none of a batch is admitted (a first pass decides every job before
+-- anything is written); the jobs a batch adds waiting count against max_queued as if none
+-- could start at once (the bound holds whatever placement finds); at most one active
+-- (non-terminal) generation per key, the others wait in its FIFO; an idempotency key is
+-- checked and recorded in the same step as the admission, so concurrent submits with one key
+-- admit one job; a job is handed to a worker only while that worker has a free slot for its
+-- queue (checked here, in Redis) and its node holds a lease.
 local now = now_ms()
 if redis.call('HEXISTS', META, 'shutdown') == 1 then return {'shutdown'} end
 
-local function submit(at)
-  local key, task, queue, params = ARG[at], ARG[at + 1], ARG[at + 2], ARG[at + 3]
-  local opts, delay = cmsgpack.unpack(ARG[at + 4]), tonumber(ARG[at + 5])
-  local ik, fp, ik_ttl = ARG[at + 6], ARG[at + 7], tonumber(ARG[at + 8])
-  local if_active, auto = ARG[at + 9], ARG[at + 10] == '1'
+local jobs = {}
+for at = 1, #ARG, 11 do
+  jobs[#jobs + 1] = {key = ARG[at], task = ARG[at + 1], queue = ARG[at + 2],
+    params = ARG[at + 3], opts = cmsgpack.unpack(ARG[at + 4]), delay = tonumber(ARG[at + 5]),
+    ik = ARG[at + 6], fp = ARG[at + 7], ik_ttl = tonumber(ARG[at + 8]),
+    if_active = ARG[at + 9], auto = ARG[at + 10] == '1'}
+end
 
-  if ik ~= '' then
-    local prior = idem_get(ik, now)
+-- The queue's max_queued (-1: none; a key's FIFO is bounded by it too, 100000 without).
+local function max_queued(queue)
+  local conf = decode(redis.call('HGET', TQUEUES, queue) or '')
+  if conf and conf.mq and conf.mq >= 0 then return conf.mq end
+  return -1
+end
+
+-- What admitting ``j`` does, given what the batch's earlier jobs did (``batch``: keys they
+-- made active, idempotency keys they recorded; empty once those are written): a reply of its
+-- own ('conflict', 'idem' replay, 'active', 'exists'), or 'fifo' / 'fresh' with the key's
+-- record.
+local function classify(j, batch)
+  if j.ik ~= '' then
+    local prior = batch.idem[j.ik] or idem_get(j.ik, now)
     if prior then
-      if prior.fp ~= fp then return {'conflict', prior.key} end
+      if prior.fp ~= j.fp then return 'conflict', {'conflict', prior.key} end
+      if batch.idem[j.ik] then return 'idem', nil end
       local rec = load_task(prior.key)
-      if rec and rec.g == prior.g then return {'idem', prior.key, prior.g, rec.s} end
-      if rec and rec.g < prior.g then return {'idem', prior.key, prior.g, 'queued'} end
+      if rec and rec.g == prior.g then return 'idem', {'idem', prior.key, prior.g, rec.s} end
+      if rec and rec.g < prior.g then return 'idem', {'idem', prior.key, prior.g, 'queued'} end
       -- that generation was purged or replaced: this submission admits anew
     end
   end
+  local old = load_task(j.key)
+  if batch.active[j.key] or (old and not TERMINAL[old.s]) then
+    if j.if_active == 'return' then return 'active', old and {'active', old.g, old.s} end
+    if j.if_active == 'reject' then return 'exists', {'exists', old and old.g or 0, old and old.s or ''} end
+    return 'fifo', old
+  end
+  return 'fresh', old
+end
 
-  local function remember_idem(g)
-    if ik ~= '' then
-      idem_set(ik, {key = key, g = g, fp = fp}, ik_ttl, now)
+-- First pass: every job's fate, and the caps, before anything is written.
+local batch, waiting, queued_behind = {active = {}, idem = {}}, {}, {}
+for i, j in ipairs(jobs) do
+  local kind, reply = classify(j, batch)
+  if kind == 'conflict' or kind == 'exists' then return {'refused', i, reply} end
+  local cap = max_queued(j.queue)
+  if kind == 'fifo' then
+    queued_behind[j.key] = (queued_behind[j.key] or redis.call('LLEN', next_of(j.key))) + 1
+    local limit = cap >= 0 and cap or 100000
+    if queued_behind[j.key] > limit then
+      return {'refused', i, {'full', 'key', queued_behind[j.key] - 1}}
+    end
+  elseif kind == 'fresh' then
+    batch.active[j.key] = true
+    if j.delay < 0 and cap >= 0 then
+      waiting[j.queue] = (waiting[j.queue] or redis.call('ZCARD', ready(j.queue))) + 1
+      if waiting[j.queue] > cap then
+        return {'refused', i, {'full', 'queue', waiting[j.queue] - 1}}
+      end
     end
   end
-  local entry = {t = task, q = queue, o = opts, d = delay, ik = ik ~= '' and not auto and ik or nil,
-    c = now}
+  if j.ik ~= '' and (kind == 'fifo' or kind == 'fresh') then batch.idem[j.ik] = {key = j.key, fp = j.fp} end
+end
 
-  local conf = decode(redis.call('HGET', TQUEUES, queue) or '')
-  local max_pending = 100000
-  if conf and conf.mq and conf.mq >= 0 then max_pending = conf.mq end
+local NONE = {active = {}, idem = {}}
 
-  local old = load_task(key)
-  if old and not TERMINAL[old.s] then
-    if if_active == 'return' then return {'active', old.g, old.s} end
-    if if_active == 'reject' then return {'exists', old.g, old.s} end
-    local waiting = redis.call('LLEN', next_of(key))
-    if waiting >= max_pending then return {'full', waiting} end
+local function submit(j)
+  local kind, found = classify(j, NONE)
+  if kind ~= 'fifo' and kind ~= 'fresh' then return found end
+  local key, queue, params = j.key, j.queue, j.params
+  local entry = {t = j.task, q = queue, o = j.opts, d = j.delay,
+    ik = j.ik ~= '' and not j.auto and j.ik or nil, c = now}
+  local function remember_idem(g)
+    if j.ik ~= '' then idem_set(j.ik, {key = key, g = g, fp = j.fp}, j.ik_ttl, now) end
+  end
+
+  if kind == 'fifo' then
+    local old = found
     entry.g = redis.call('HINCRBY', TMETA, 'gen', 1)
     redis.call('HSET', data(key), 'p' .. entry.g, params)
-    if if_active == 'queue' then
+    if j.if_active == 'queue' then
       redis.call('RPUSH', next_of(key), cmsgpack.pack(entry))
     else  -- replace: this one is next, and the active one ends now or once its code stopped
       redis.call('LPUSH', next_of(key), cmsgpack.pack(entry))
@@ -79,11 +125,7 @@ local function submit(at)
     return {'ok', entry.g, 'queued'}
   end
 
-  local queued = redis.call('ZCARD', ready(queue))
-  if conf and conf.mq and conf.mq >= 0 and delay < 0 and queued >= conf.mq then
-    return {'full', queued}
-  end
-
+  local old = found
   if old then
     redis.call('ZREM', by_status(old.s), key)
     redis.call('ZREM', TDONE, key)
@@ -97,5 +139,5 @@ local function submit(at)
 end
 
 local out = {}
-for at = 1, #ARG, 11 do out[#out + 1] = submit(at) end
+for _, j in ipairs(jobs) do out[#out + 1] = submit(j) end
 return out

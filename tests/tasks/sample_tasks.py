@@ -258,3 +258,9 @@ def sync_counter(run: SyncRunContext, params: dict[str, Any]) -> int:
         run.checkpoint({"n": n})
         time.sleep(params.get("step", 0.02))
     return n
+
+
+@tasks.task(name="big", max_result_size=1000)
+async def big(run: RunContext, n: int) -> str:
+    """Returns n bytes of text; its results may be at most 1000 bytes encoded."""
+    return "x" * n

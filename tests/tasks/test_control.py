@@ -127,12 +127,6 @@ async def test_concurrent_submits_from_three_processes_with_one_idempotency_key_
     assert sum(not existing for _, existing in answers) == 1
 
 
-async def test_unencodable_params_raise_at_submit(make_node: MakeNode) -> None:
-    node = await make_node()
-    with pytest.raises(redpool.InvalidArgumentError, match="params"):
-        await node.submit(add, object())  # type: ignore[arg-type]
-
-
 async def test_delete_removes_a_finished_or_waiting_job_but_not_a_running_one(
     make_node: MakeNode, task_workers: Workers, task_events: Path
 ) -> None:

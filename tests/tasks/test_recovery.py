@@ -161,3 +161,38 @@ async def test_cancel_of_a_run_on_a_killed_worker_ends_it_canceled_and_it_never_
     await probe.wait(timeout=10)  # the survivor served the queue meanwhile
     assert [e[3] for e in read_events(task_events) if e[2] == "start"] == ["orphan", "probe"]
     assert [run.outcome for run in await handle.runs()] == ["interrupted"]
+
+
+async def test_a_job_whose_runs_die_with_their_workers_fails_after_max_interrupts(
+    make_node: MakeNode, task_workers: Workers, task_events: Path
+) -> None:
+    # The submitter's definitions decide (stored at submit); the workers' registry has the
+    # default of 3 for "sleep".
+    strict = redpool.Tasks(max_interrupts=0)
+    lenient = redpool.Tasks()
+
+    @strict.task(name="sleep")
+    async def sleep_strict(run: redpool.RunContext, params: dict[str, float]) -> None: ...
+
+    @lenient.task(name="sleep", max_interrupts=5)
+    async def sleep_lenient(run: redpool.RunContext, params: dict[str, float]) -> None: ...
+
+    first = await task_workers(2)
+    node = await make_node(client_only=True)
+    a = await node.submit(sleep_strict, {"s": 30}, key="a")  # the registry's 0
+    b = await node.submit(sleep_lenient, {"s": 30}, key="b", max_interrupts=1)  # submit wins
+    await eventually(lambda: len(read_events(task_events)) == 2, what="both started")
+    first.kill()
+    second = await task_workers(2)
+    info = await a.wait(timeout=10)
+    assert info.status is redpool.Status.FAILED and info.interrupts == 1
+    assert info.error is not None and info.error.type == "Interrupted"
+    assert info.error.message == "the run was interrupted 1 times (max_interrupts 0)"
+    await eventually(lambda: len(read_events(task_events)) == 3, what="b started again")
+    second.kill()
+    info = await b.wait(timeout=10)
+    assert info.status is redpool.Status.FAILED and info.interrupts == 2
+    assert info.error is not None
+    assert info.error.message == "the run was interrupted 2 times (max_interrupts 1)"
+    assert [run.outcome for run in await b.runs()] == ["interrupted", "interrupted"]
+    assert [e[3] for e in read_events(task_events)].count("a") == 1  # never ran again

@@ -220,3 +220,42 @@ def _two_running(node: redpool.Node) -> Callable[[], Awaitable[bool]]:
         return len((await node.jobs.list(status=redpool.Status.RUNNING)).items) == 2
 
     return check
+
+
+class _GatedStop:
+    """A service handler whose stop() waits for the test: the pool's shutdown stays under
+    way meanwhile."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def start(self, job: redpool.Job) -> None:
+        pass
+
+    async def stop(self, key: str) -> None:
+        await self.release.wait()
+
+
+async def test_submit_during_and_after_a_pool_shutdown_or_after_close_raises_at_once(
+    make_node: MakeNode, redis: Redis, pool_name: str
+) -> None:
+    owner, client, closed = [await make_node() for _ in range(3)]
+    await closed.close()
+    with pytest.raises(redpool.PoolClosedError) as caught:
+        await closed.submit(add, AddParams(1, 1))
+    assert not isinstance(caught.value, redpool.PoolShuttingDownError)
+    handler = _GatedStop()
+    await owner.add_worker(handler)
+    await owner.dispatch_job("service")
+    await client.submit(add, AddParams(1, 1))  # the client's tasks layer is up
+    shutdown = asyncio.ensure_future(owner.shutdown())
+    meta = f"redpool:{{{pool_name}}}:meta"
+    await eventually(lambda: redis.hexists(meta, "shutdown"), what="the shutdown began")
+    with pytest.raises(redpool.PoolShuttingDownError):  # PoolClosedError's subclass
+        await asyncio.wait_for(client.submit(add, AddParams(1, 1)), 5)
+    handler.release.set()
+    await asyncio.wait_for(shutdown, 20)
+    with pytest.raises(redpool.PoolShuttingDownError):
+        await asyncio.wait_for(client.submit(add, AddParams(1, 1)), 5)
+    with pytest.raises(redpool.PoolShuttingDownError):
+        await asyncio.wait_for(owner.submit_many([(add, AddParams(1, 1))]), 5)

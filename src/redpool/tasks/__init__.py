@@ -9,6 +9,7 @@ from ._registry import Retry, Task, Tasks
 from ._runner import TaskWorker
 from ._schedule_handle import ScheduleHandle, ScheduleInfo, ScheduleMetrics
 from ._status import ErrorInfo, JobInfo, JobMetrics, Page, Progress, RunInfo, Status
+from ._submission import Submission
 
 __all__ = [
     "ErrorInfo",
@@ -28,6 +29,7 @@ __all__ = [
     "ScheduleInfo",
     "ScheduleMetrics",
     "Status",
+    "Submission",
     "SyncRunContext",
     "Task",
     "TaskWorker",

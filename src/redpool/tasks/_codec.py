@@ -22,9 +22,10 @@ def _plain(value: Any) -> Any:
     fields = getattr(type(value), "__struct_fields__", None)  # msgspec.Struct
     if isinstance(fields, tuple):
         return {name: getattr(value, name) for name in fields}
-    if isinstance(value, (set, frozenset)):
-        return list(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")
+    # A set is refused rather than sent as a list: it would not come back a set, and its
+    # order differs between processes, so one idempotency key would see "other params".
+    hint = " (pass a sorted list)" if isinstance(value, (set, frozenset)) else ""
+    raise TypeError(f"cannot encode a value of type {type(value).__name__}{hint}")
 
 
 def encode(value: Any, what: str) -> bytes:

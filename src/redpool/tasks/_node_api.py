@@ -30,8 +30,8 @@ from ._registry import UNSET, Retry, Task, Tasks
 from ._runner import TaskWorker
 from ._runtime import TaskLayer
 from ._schedule_api import ScheduleMethods
-from ._scripts import Submission
-from ._submission import admitted, submission
+from ._scripts import Admit, Refusal
+from ._submission import Submission, admitted, check_in_batch, prepare
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -164,6 +164,7 @@ class TaskMethods(ScheduleMethods):
         expires: float | timedelta | datetime | None = None,
         timeout: float | timedelta | None = UNSET,
         retry: Retry | None = UNSET,
+        max_interrupts: int = UNSET,
         idempotency_key: str | None = None,
         idempotency_ttl: float | timedelta | None = None,
         if_active: Literal["reject", "return", "queue", "replace"] = "reject",
@@ -185,6 +186,7 @@ class TaskMethods(ScheduleMethods):
         expires: float | timedelta | datetime | None = None,
         timeout: float | timedelta | None = UNSET,
         retry: Retry | None = UNSET,
+        max_interrupts: int = UNSET,
         idempotency_key: str | None = None,
         idempotency_ttl: float | timedelta | None = None,
         if_active: Literal["reject", "return", "queue", "replace"] = "reject",
@@ -205,6 +207,7 @@ class TaskMethods(ScheduleMethods):
         expires: float | timedelta | datetime | None = None,
         timeout: float | timedelta | None = UNSET,
         retry: Retry | None = UNSET,
+        max_interrupts: int = UNSET,
         idempotency_key: str | None = None,
         idempotency_ttl: float | timedelta | None = None,
         if_active: Literal["reject", "return", "queue", "replace"] = "reject",
@@ -216,51 +219,61 @@ class TaskMethods(ScheduleMethods):
         active, ``if_active="reject"`` raises JobExistsError (with ``.handle``),
         ``"return"`` returns the active job's handle, ``"queue"`` has this one wait in the
         key's FIFO (it runs after the ones before it ended), ``"replace"`` cancels the active
-        one and runs this one next. ``expires``: a job not started by then (seconds from
-        now, or an aware datetime) is canceled instead. Options resolve here, once: submit >
-        task > registry, and are stored with the job."""
-        prepared = submission(
-            task, params, key, queue, priority, delay, at, expires, timeout, retry,
-            idempotency_key, idempotency_ttl, if_active, tenant, labels,
+        one and runs this one next. ``priority`` 0..9: 9 starts first. ``expires``: a job
+        not started by then (seconds from now, or an aware datetime) is canceled instead.
+        ``max_interrupts``: runs lost with their worker before the job fails. Options
+        resolve here, once: submit > task > registry, and are stored with the job."""
+        return await self._submit_one(
+            Submission(
+                task, params, key=key, queue=queue, priority=priority, delay=delay, at=at,
+                expires=expires, timeout=timeout, retry=retry, max_interrupts=max_interrupts,
+                idempotency_key=idempotency_key, idempotency_ttl=idempotency_ttl,
+                if_active=if_active, tenant=tenant, labels=labels,
+            )
         )  # fmt: skip
-        return await self._submit_one(prepared)
 
     @public
-    async def _submit_one(self, prepared: tuple[Submission, Any]) -> JobHandle[Any]:
+    async def _submit_one(self, sub: Submission) -> JobHandle[Any]:
         """The error boundary of submit() (whose overloads it cannot wrap)."""
-        [outcome] = await self._admit(await self._started_layer(), [prepared])
-        if isinstance(outcome, PoolError):
-            raise outcome
-        return outcome
+        prepared = prepare(sub, self._opts.max_payload_size)
+        [handle] = await self._admit(await self._started_layer(), [prepared])
+        return handle
 
     @public
     async def submit_many(
-        self, jobs: Sequence[tuple[Task[Any, Any] | str, Any]]
+        self, jobs: Sequence[Submission | tuple[Task[Any, Any] | str, Any]]
     ) -> list[JobHandle[Any]]:
-        """Submit ``(task, params)`` pairs, each with a fresh key and its task's options, up
-        to SUBMIT_BATCH per script call (one round trip). Each is admitted on its own: the
-        first refusal (QueueFullError) is raised after the batch, the others stand."""
+        """Submit many jobs: ``redpool.Submission(task, params, key=..., ...)`` objects (the
+        options of ``submit``, per job) or ``(task, params)`` pairs; handles in order. Up to
+        SUBMIT_BATCH jobs go in one script call (one round trip), all or none: a bad item
+        raises InvalidArgumentError (naming it) before anything is sent, and a refusal at
+        admission (QueueFullError, JobExistsError, IdempotencyConflictError) admits none of
+        its call's jobs. Larger batches take one call per SUBMIT_BATCH: on a refusal, the
+        calls before it stand."""
+        prepared = []
+        keys: set[str] = set()
+        fingerprints: dict[str, str] = {}
+        for i, job in enumerate(jobs):
+            try:
+                sub = job if isinstance(job, Submission) else _pair(job)
+                prepared.append(prepare(sub, self._opts.max_payload_size))
+                check_in_batch(prepared[-1][0], keys, fingerprints)
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(f"submit_many item {i}: {exc}") from exc
         layer = await self._started_layer()
-        prepared = [
-            submission(task, params, None, None, 0, None, None, None, UNSET, UNSET, None,
-                        None, "reject", None, None)
-            for task, params in jobs
-        ]  # fmt: skip
-        outcomes: list[JobHandle[Any] | PoolError] = []
+        handles: list[JobHandle[Any]] = []
         for at in range(0, len(prepared), SUBMIT_BATCH):
-            outcomes += await self._admit(layer, prepared[at : at + SUBMIT_BATCH])
-        for outcome in outcomes:
-            if isinstance(outcome, PoolError):
-                raise outcome
-        return [o for o in outcomes if isinstance(o, JobHandle)]
+            handles += await self._admit(layer, prepared[at : at + SUBMIT_BATCH])
+        return handles
 
     async def _admit(
-        self, layer: TaskLayer, prepared: Sequence[tuple[Submission, Any]]
-    ) -> list[JobHandle[Any] | PoolError]:
-        """One task_submit call: a handle, or the error that refused it, per job."""
+        self, layer: TaskLayer, prepared: Sequence[tuple[Admit, Any]]
+    ) -> list[JobHandle[Any]]:
+        """One task_submit call, all or none: a handle per job, or the error that refused
+        one of them (then none was admitted)."""
         # A retry after a lost reply must not admit twice: without an idempotency key of the
         # user's, one of this node's own (kept briefly, not in the record) makes it safe.
-        jobs: list[Submission] = []
+        jobs: list[Admit] = []
         for job, _ in prepared:
             if not job.idempotency_key:
                 request, ttl_ms = layer.memo()
@@ -273,9 +286,17 @@ class TaskMethods(ScheduleMethods):
         )
         if admissions is None:
             raise PoolShuttingDownError("the pool is shutting down; it admits no new jobs")
-        out: list[JobHandle[Any] | PoolError] = []
+        if isinstance(admissions, Refusal):
+            job, (_, result_type) = jobs[admissions.index], prepared[admissions.index]
+            refused = admitted(layer, job, result_type, admissions.admission, len(jobs))
+            assert isinstance(refused, PoolError)
+            raise refused
+        out: list[JobHandle[Any]] = []
         for job, (_, result_type), admission in zip(jobs, prepared, admissions, strict=True):
-            out.append(admitted(layer, job, result_type, admission))
+            outcome = admitted(layer, job, result_type, admission)
+            if isinstance(outcome, PoolError):  # the first pass refuses these: never seen
+                raise outcome
+            out.append(outcome)
         return out
 
     async def run(self, task: Task[P, R], params: P, *, timeout: float | None = None) -> R:
@@ -291,3 +312,11 @@ class TaskMethods(ScheduleMethods):
     def job(self, key: str) -> JobHandle[Any]:
         """A handle to the task job ``key`` (no I/O; JobNotFoundError when used, if none)."""
         return JobHandle(self._layer(), check_key(key))
+
+
+def _pair(job: object) -> Submission:
+    if not isinstance(job, tuple) or len(job) != 2:
+        raise InvalidArgumentError(
+            f"give a redpool.Submission or a (task, params) pair, got {job!r:.100}"
+        )
+    return Submission(job[0], job[1])

@@ -18,7 +18,7 @@ from structlog.typing import FilteringBoundLogger
 
 from ..errors import InvalidArgumentError
 from ._registry import seconds
-from ._scripts import Claim, Submission
+from ._scripts import Admit, Claim
 
 OVERLAPS = ("skip", "buffer_one", "cancel_other")
 CRON_POINTS = 8  # cron grid points written with each schedule change
@@ -91,7 +91,7 @@ def local_ms() -> int:
 
 
 def schedule_spec(
-    job: Submission,
+    job: Admit,
     every: float | timedelta | None,
     cron: str | None,
     tz: str,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 import tenacity
 
+from .._options import MAX_PAYLOAD_LIMIT, MIB
 from ..errors import InvalidArgumentError, UnknownTaskError
 from ._hooks import check_hooks
 
@@ -42,6 +43,8 @@ class _Unset:
 
 UNSET: Any = _Unset()
 
+MAX_INTERRUPTS = 3  # runs of a job lost with their worker before it fails (a default)
+
 
 def seconds(value: float | timedelta | None, name: str) -> float | None:
     """Seconds from ``value`` (None stays None); InvalidArgumentError if not > 0."""
@@ -52,6 +55,21 @@ def seconds(value: float | timedelta | None, name: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise InvalidArgumentError(f"{name} must be seconds > 0, a timedelta or None: {value!r}")
     return float(value)
+
+
+def check_max_interrupts(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(f"max_interrupts must be an int >= 0, got {value!r}")
+    return value
+
+
+def check_max_result_size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAYLOAD_LIMIT:
+        raise InvalidArgumentError(
+            f"max_result_size must be an int of bytes 1..{MAX_PAYLOAD_LIMIT} (64 MiB), got "
+            f"{value!r}; store large results elsewhere and return a reference"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -113,6 +131,8 @@ class Task(Generic[P, R]):
     on_suspend: Callable[..., Any] | None = None  # on_suspend(run), sync or async
     # Boundary's NextRunIn() of a schedule's task: (run, outcome) -> seconds | None (grid)
     next_run_in: Callable[..., Any] | None = None
+    max_interrupts: int = MAX_INTERRUPTS
+    max_result_size: int = MIB
 
     @property
     def is_async(self) -> bool:
@@ -141,7 +161,10 @@ def _types(fn: Callable[..., Any]) -> tuple[Any, Any]:
 
 class Tasks:
     """A registry of tasks: a plain object (no globals) that workers serve and clients
-    submit from. Its defaults apply to tasks that set no value of their own."""
+    submit from. Its defaults apply to tasks that set no value of their own.
+    ``max_interrupts``: runs of a job that may be lost with their worker (killed, fenced)
+    before the job fails; ``max_result_size``: the largest encoded result in bytes (a larger
+    one fails the run)."""
 
     def __init__(
         self,
@@ -151,12 +174,16 @@ class Tasks:
         retry: Retry | None = None,
         hooks: Sequence[object] | None = None,
         stall_timeout: float | timedelta | None = None,
+        max_interrupts: int = MAX_INTERRUPTS,
+        max_result_size: int = MIB,
     ) -> None:
         self.default_queue = default_queue
         self.hooks = check_hooks(hooks)
         self.timeout = seconds(timeout, "timeout")
         self.stall_timeout = seconds(stall_timeout, "stall_timeout")
         self.retry = retry or Retry()
+        self.max_interrupts = check_max_interrupts(max_interrupts)
+        self.max_result_size = check_max_result_size(max_result_size)
         self._tasks: dict[str, Task[Any, Any]] = {}
 
     def task(
@@ -172,6 +199,8 @@ class Tasks:
         suspendable: bool = False,
         on_suspend: Callable[..., Any] | None = None,
         next_run_in: Callable[..., Any] | None = None,
+        max_interrupts: int = UNSET,
+        max_result_size: int = UNSET,
     ) -> TaskDecorator:
         """Register the decorated ``async def fn(run: RunContext, params) -> result`` (or a
         plain ``def``, which runs in a thread and gets a ``SyncRunContext``).
@@ -186,6 +215,14 @@ class Tasks:
             raise InvalidArgumentError(f"suspendable must be a bool, got {suspendable!r}")
         if on_suspend is not None and not callable(on_suspend):
             raise InvalidArgumentError(f"on_suspend must be callable, got {on_suspend!r}")
+        interrupts = (
+            self.max_interrupts if max_interrupts is UNSET else check_max_interrupts(max_interrupts)
+        )
+        result_size = (
+            self.max_result_size
+            if max_result_size is UNSET
+            else check_max_result_size(max_result_size)
+        )
 
         def register(fn: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(fn) or len(inspect.signature(fn).parameters) < 1:
@@ -210,6 +247,8 @@ class Tasks:
                 suspendable=suspendable,
                 on_suspend=on_suspend,
                 next_run_in=next_run_in,
+                max_interrupts=interrupts,
+                max_result_size=result_size,
             )
             self._tasks[task_name] = task
             return task

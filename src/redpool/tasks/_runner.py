@@ -18,7 +18,14 @@ from structlog.typing import FilteringBoundLogger
 
 from .._redis import retry_transient
 from .._threads import call_maybe_async, call_stoppable
-from ..errors import Fail, RetryLater, RunStoppedError, Skip, UnknownTaskError
+from ..errors import (
+    Fail,
+    InvalidArgumentError,
+    RetryLater,
+    RunStoppedError,
+    Skip,
+    UnknownTaskError,
+)
 from . import _hooks as hooks
 from ._codec import decode, encode
 from ._context import RunContext, SyncRunContext
@@ -27,7 +34,6 @@ from ._recurring import NextRunIn, run_hint
 from ._registry import Task, Tasks, wait_seconds
 from ._scripts import Claim, TaskScripts
 
-MAX_RESULT_SIZE = 1024 * 1024
 REPORT_DEADLINE = 30.0  # a report retried this long through an outage; the lease decides after
 
 
@@ -214,8 +220,12 @@ class TaskWorker:
             value = encode(result, f"the result of {claim.task}")
         except Exception as exc:
             return "failed", _error(exc), -1
-        if len(value) > MAX_RESULT_SIZE:
-            too_big = ValueError(f"result of {len(value)} bytes exceeds {MAX_RESULT_SIZE}")
+        if len(value) > task.max_result_size:
+            too_big = InvalidArgumentError(
+                f"the result of {claim.task} is {len(value)} bytes encoded, over its "
+                f"max_result_size={task.max_result_size}; store large results elsewhere and "
+                "return a reference, or raise max_result_size on the task"
+            )
             return "failed", _error(too_big), -1
         return "succeeded", value, -1
 

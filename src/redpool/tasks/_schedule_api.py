@@ -11,6 +11,7 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 
 from .._codec import CorruptEntryError
+from .._options import Options
 from .._redis import Boundary, awaitable, public
 from .._validate import check_key
 from ..errors import JobExistsError, PoolShuttingDownError
@@ -19,7 +20,7 @@ from ._recurring import schedule_spec
 from ._registry import UNSET, Retry, Task
 from ._runtime import TaskLayer
 from ._schedule_handle import ScheduleHandle, ScheduleInfo, decode_schedule
-from ._submission import submission
+from ._submission import Submission, prepare
 
 
 class ScheduleMethods:
@@ -27,6 +28,7 @@ class ScheduleMethods:
 
     _boundary: Boundary
     _client: aioredis.Redis
+    _opts: Options
     _layer: Callable[[], TaskLayer]
     _started_layer: Callable[[], Awaitable[TaskLayer]]
 
@@ -63,9 +65,12 @@ class ScheduleMethods:
         times collapse into one run, or none when later than ``catchup_window``. ``jitter``
         delays each due time by up to that much (the same on every node). ``timeout`` and
         ``retry`` hold per occurrence: each gets a fresh retry budget."""
-        job, _ = submission(
-            task, params, check_key(name), queue, 0, None, None, None, timeout, retry,
-            None, None, "reject", tenant, labels,
+        job, _ = prepare(
+            Submission(
+                task, params, key=check_key(name), queue=queue, timeout=timeout, retry=retry,
+                tenant=tenant, labels=labels,
+            ),
+            self._opts.max_payload_size,
         )  # fmt: skip
         spec = schedule_spec(
             job, every, cron, tz, start_at, end_at, max_runs, overlap, catchup_window, jitter

@@ -61,8 +61,9 @@ def _sources() -> dict[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class Submission:
-    """One job for task_submit, its options resolved (submit > task > registry)."""
+class Admit:
+    """One job for task_submit in its stored form, its options resolved (submit > task >
+    registry)."""
 
     key: str
     task: str
@@ -79,12 +80,22 @@ class Submission:
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """task_submit's answer: ``outcome`` is ok, exists, active, idem, conflict or full."""
+    """task_submit's answer: ``outcome`` is ok, exists, active, idem, conflict or full
+    (``status`` then says what is full: 'queue' or 'key', and ``generation`` how many jobs
+    wait in it)."""
 
     outcome: str
     key: str
     generation: int
     status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """task_submit refused the job at ``index`` of its batch: nothing was admitted."""
+
+    index: int
+    admission: Admission
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +158,9 @@ class TaskScripts(ScriptRunner):
     def __init__(self, client: aioredis.Redis, keys: TaskKeys) -> None:
         super().__init__(client, keys.script_keys(), keys.script_templates(), _sources())
 
-    async def submit(self, jobs: Sequence[Submission]) -> list[Admission] | None:
-        """One admission per job, in order; None when the pool shuts down."""
+    async def submit(self, jobs: Sequence[Admit]) -> list[Admission] | Refusal | None:
+        """One admission per job, in order; a Refusal when one job was refused (then none
+        was admitted); None when the pool shuts down."""
         args: list[str | int | bytes] = []
         for job in jobs:
             args += [
@@ -165,8 +177,11 @@ class TaskScripts(ScriptRunner):
                 int(job.auto_idempotency),
             ]
         res = await self._run("task_submit", args)
-        if res and not isinstance(res[0], list):  # {'shutdown'}
-            return None
+        if res and not isinstance(res[0], list):
+            if text(res[0]) == "refused":
+                index = int(res[1]) - 1
+                return Refusal(index, _admission(jobs[index], res[2]))
+            return None  # {'shutdown'}
         return [_admission(job, item) for job, item in zip(jobs, res, strict=True)]
 
     async def claim(
@@ -322,7 +337,7 @@ class TaskScripts(ScriptRunner):
         return text(res[0]), text(res[1]) if len(res) > 1 else ""
 
     async def schedule_upsert(
-        self, job: Submission, spec: dict[str, Any], run_now: bool
+        self, job: Admit, spec: dict[str, Any], run_now: bool
     ) -> tuple[str, int, str, int]:
         """(outcome new | changed | same | exists | shutdown, generation, status, due in ms
         or -1) of lua/task_schedule_upsert.lua."""
@@ -347,12 +362,12 @@ class TaskScripts(ScriptRunner):
         return text(res[0]), text(res[1]), int(res[2])
 
 
-def _admission(job: Submission, res: list[Any]) -> Admission:
+def _admission(job: Admit, res: list[Any]) -> Admission:
     outcome = text(res[0])
     if outcome == "idem":
         return Admission(outcome, text(res[1]), int(res[2]), text(res[3]))
     if outcome == "conflict":
         return Admission(outcome, text(res[1]), 0, "")
     if outcome == "full":
-        return Admission(outcome, job.key, 0, "")
+        return Admission(outcome, job.key, int(res[2]), text(res[1]))
     return Admission(outcome, job.key, int(res[1]), text(res[2]))
