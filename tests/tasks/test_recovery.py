@@ -187,12 +187,18 @@ async def test_a_job_whose_runs_die_with_their_workers_fails_after_max_interrupt
     info = await a.wait(timeout=10)
     assert info.status is redpool.Status.FAILED and info.interrupts == 1
     assert info.error is not None and info.error.type == "Interrupted"
-    assert info.error.message == "the run was interrupted 1 times (max_interrupts 0)"
+    assert (
+        info.error.message
+        == "the run was interrupted 1 times (max_interrupts 0; the last one: lost)"
+    )
     await eventually(lambda: len(read_events(task_events)) == 3, what="b started again")
     second.kill()
     info = await b.wait(timeout=10)
     assert info.status is redpool.Status.FAILED and info.interrupts == 2
     assert info.error is not None
-    assert info.error.message == "the run was interrupted 2 times (max_interrupts 1)"
+    assert (
+        info.error.message
+        == "the run was interrupted 2 times (max_interrupts 1; the last one: lost)"
+    )
     assert [run.outcome for run in await b.runs()] == ["interrupted", "interrupted"]
     assert [e[3] for e in read_events(task_events)].count("a") == 1  # never ran again
