@@ -42,11 +42,14 @@ async def test_a_killed_workers_run_is_interrupted_and_runs_again_elsewhere_with
 ) -> None:
     doomed = await task_workers(1)
     node = await make_node(client_only=True)
-    handle = await node.submit(sleep, {"s": 2.0}, key="long")
+    # Long enough to outlast the survivor's start on a loaded machine (the first run must
+    # still be under way when its worker is killed: "end" events are not starts).
+    handle = await node.submit(sleep, {"s": 4.0}, key="long")
     await eventually(lambda: len(read_events(task_events)) == 1, what="the first run started")
     await task_workers(1)  # the survivor: free, but the run stays where it started
     doomed.kill()
     killed = time.monotonic()
+    assert [e[2] for e in read_events(task_events)] == ["start"]
     await eventually(lambda: len(read_events(task_events)) == 2, what="the run started again")
     assert time.monotonic() - killed < 1.0 + 1.0  # worker_ttl=1 in the worker processes
     info = await handle.wait(timeout=10)
