@@ -248,6 +248,10 @@ async def counter(run: RunContext, params: dict[str, Any]) -> int:
     return n
 
 
+# The counter again, with a stall timeout far below the pauses the tests make.
+steady_counter = tasks.task(name="steady_counter", stall_timeout=0.3)(counter.fn)
+
+
 @tasks.task(name="sync_counter", suspendable=True)
 def sync_counter(run: SyncRunContext, params: dict[str, Any]) -> int:
     """counter's sync twin (in a thread): checkpoints with its state after each count."""

@@ -16,7 +16,15 @@ from redpool._keys import Keys
 from redpool.tasks._keys import TaskKeys
 from tests.helpers import eventually
 from tests.tasks.conftest import TaskWorkerProc, read_events
-from tests.tasks.sample_tasks import AddParams, add, counter, echo, sleep, sync_counter
+from tests.tasks.sample_tasks import (
+    AddParams,
+    add,
+    counter,
+    echo,
+    sleep,
+    steady_counter,
+    sync_counter,
+)
 
 Workers = Callable[..., Awaitable[TaskWorkerProc]]
 MakeNode = Callable[..., Awaitable[redpool.Node]]
@@ -66,6 +74,21 @@ async def test_a_paused_runs_timeout_clock_stops(
     assert len(_ticks(task_events, "c")) == paused  # it waited at its checkpoint
     await handle.resume()
     assert await handle.result(timeout=10) == 20
+
+
+async def test_a_paused_run_is_not_stalled(
+    make_node: MakeNode, task_workers: Workers, task_events: Path
+) -> None:
+    await task_workers()
+    client = await make_node(client_only=True)
+    handle = await client.submit(steady_counter, {"to": 20}, key="c")
+    await eventually(lambda: len(_ticks(task_events, "c")) >= 2, what="counting")
+    await handle.pause()
+    await asyncio.sleep(1.0)  # the scenario: paused for 3 x its stall timeout
+    await handle.resume()
+    info = await handle.wait(timeout=10)
+    assert (info.status, info.interrupts) == (redpool.Status.SUCCEEDED, 0)
+    assert len(_begins(task_events, "c")) == 1
 
 
 async def test_a_pause_not_acknowledged_in_time_raises_and_the_run_goes_on(
