@@ -263,3 +263,25 @@ async def test_lost_pause_and_resume_messages_only_delay_them(
     await handle.resume()  # the paused run looks at its record while it waits
     await eventually(lambda: len(_ticks(task_events, "c")) > paused, what="counting again")
     await handle.cancel(timeout=10)
+
+
+async def test_a_killed_workers_suspending_run_ends_suspended_and_resumes_elsewhere(
+    make_node: MakeNode, task_workers: Workers, task_events: Path
+) -> None:
+    doomed = await task_workers(1)
+    client = await make_node(client_only=True)
+    handle = await client.submit(counter, {"to": 1, "step": 5.0, "save": True}, key="c")
+    await eventually(lambda: len(_ticks(task_events, "c")) == 1, what="started")
+    assert await handle.suspend(wait=False) is redpool.Status.SUSPENDING  # next checkpoint: 5 s
+    await task_workers(1)
+    doomed.kill()
+    await eventually(lambda: _is(handle, redpool.Status.SUSPENDED), what="suspended")
+    await handle.resume()
+    assert await handle.result(timeout=10) == 1  # it goes on from its checkpoint state
+    begins = _begins(task_events, "c")
+    assert begins[1][1] == "1:1:1" and begins[0][0] != begins[1][0]
+    assert [r.outcome for r in await handle.runs()] == ["succeeded", "interrupted"]
+
+
+async def _is(handle: redpool.JobHandle[int], status: redpool.Status) -> bool:
+    return await handle.status() is status
