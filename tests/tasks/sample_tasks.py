@@ -234,7 +234,8 @@ def _count_from(run: RunContext) -> int:
 @tasks.task(name="counter", suspendable=True, on_suspend=lambda run: record(run, "on_suspend"))
 async def counter(run: RunContext, params: dict[str, Any]) -> int:
     """Counts to params['to'], one step per params['step'] s, in a local variable; records
-    each count and checkpoints after it (with its state and progress when params['save'])."""
+    each count and checkpoints after it (with its state and progress when params['save']),
+    and records having passed that checkpoint."""
     n = _count_from(run)
     while n < params["to"]:
         n += 1
@@ -244,6 +245,7 @@ async def counter(run: RunContext, params: dict[str, Any]) -> int:
             await run.checkpoint({"n": n})
         else:
             await run.checkpoint()
+        record(run, f"passed:{n}")
         await asyncio.sleep(params.get("step", 0.02))
     return n
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
 import redpool
 from redpool import Status
 from tests.helpers import eventually
-from tests.tasks.conftest import TaskWorkerProc
+from tests.tasks.conftest import TaskWorkerProc, read_events
 from tests.tasks.sample_tasks import AddParams, add, counter
 
 Workers = Callable[..., Awaitable[TaskWorkerProc]]
@@ -68,7 +69,11 @@ async def _is(handle: Handle, status: Status) -> bool:
 
 
 async def _into(
-    node: redpool.Node, status: Status, key: str, waits: list[asyncio.Task[Status]]
+    node: redpool.Node,
+    status: Status,
+    key: str,
+    waits: list[asyncio.Task[Status]],
+    events: Path,
 ) -> Handle:
     """A fresh job in ``status``. Runs that must not reach a checkpoint soon (pausing,
     suspending) count with a 60 s step: their first checkpoint comes right at the start."""
@@ -86,8 +91,7 @@ async def _into(
         return handle
     params = {"to": 10**6} if status in (S.RUNNING, S.PAUSED) else slow
     handle = await node.submit(counter, params, key=key)
-    await eventually(lambda: _is(handle, S.RUNNING), what=f"{key} running")
-    await asyncio.sleep(0.05)  # past the slow run's first checkpoint
+    await eventually(lambda: _passed(events, key), what=f"{key} past its first checkpoint")
     if status is S.PAUSED:
         await handle.pause()
     elif status is S.SUSPENDING:
@@ -96,6 +100,10 @@ async def _into(
         waits.append(asyncio.create_task(handle.pause(ack_timeout=60)))
         await eventually(lambda: _is(handle, S.PAUSING), what=f"{key} pausing")
     return handle
+
+
+def _passed(events: Path, key: str) -> bool:
+    return any(e[3] == key and e[2].startswith("passed:") for e in read_events(events))
 
 
 async def _act(handle: Handle, action: str) -> Status:
@@ -110,7 +118,7 @@ async def _act(handle: Handle, action: str) -> Status:
 
 @pytest.mark.parametrize("status", sorted({s for s, _ in MODEL}, key=list(Status).index))
 async def test_every_action_in_this_status_does_what_the_table_says(
-    make_node: MakeNode, task_workers: Workers, status: Status
+    make_node: MakeNode, task_workers: Workers, task_events: Path, status: Status
 ) -> None:
     await task_workers(20)
     setter, actor = await make_node(client_only=True), await make_node(client_only=True)
@@ -118,7 +126,7 @@ async def test_every_action_in_this_status_does_what_the_table_says(
     try:
         for action in ("pause", "resume", "suspend", "cancel"):
             key = f"{status.value}-{action}"
-            await _into(setter, status, key, waits)
+            await _into(setter, status, key, waits, task_events)
             handle = actor.job(key)
             want, after = MODEL[status, action]
             if isinstance(want, type):

@@ -38,6 +38,11 @@ def _ticks(path: Path, key: str) -> list[int]:
     return [int(e[2].split(":")[1]) for e in _events(path, key) if e[2].startswith("tick:")]
 
 
+def _passed(path: Path, key: str) -> int:
+    """How many checkpoints the counter of ``key`` passed."""
+    return sum(e[2].startswith("passed:") for e in _events(path, key))
+
+
 def _begins(path: Path, key: str) -> list[tuple[str, str]]:
     """(pid, 'resumed:n:last progress') of each run of ``key``."""
     return [(e[1], e[2][len("begin:") :]) for e in _events(path, key) if e[2].startswith("begin:")]
@@ -218,12 +223,12 @@ async def test_cancel_wins_over_suspend(
 ) -> None:
     await task_workers()
     client = await make_node(client_only=True)
-    handle = await client.submit(counter, {"to": 1000, "step": 5.0}, key="c")
-    await eventually(lambda: len(_ticks(task_events, "c")) == 1, what="started")
-    # It reaches its next checkpoint only in 5 s: the suspend waits there...
+    handle = await client.submit(counter, {"to": 1000, "step": 30.0}, key="c")
+    await eventually(lambda: _passed(task_events, "c") == 1, what="past its first checkpoint")
+    # It reaches its next checkpoint only in 30 s: the suspend waits there...
     assert await handle.suspend(wait=False) is redpool.Status.SUSPENDING
-    assert await handle.cancel(wait=False) is redpool.Status.CANCELING  # ...the cancel not
-    assert await handle.suspend(timeout=10) is redpool.Status.CANCELED  # it won
+    assert await handle.cancel(timeout=10) is redpool.Status.CANCELED  # ...the cancel not
+    assert [r.outcome for r in await handle.runs()] == ["canceled"]
     with pytest.raises(redpool.JobCanceledError):
         await handle.result()
     with pytest.raises(redpool.InvalidTransitionError) as caught:
@@ -270,10 +275,10 @@ async def test_a_killed_workers_suspending_run_ends_suspended_and_resumes_elsewh
 ) -> None:
     doomed = await task_workers(1)
     client = await make_node(client_only=True)
-    handle = await client.submit(counter, {"to": 1, "step": 5.0, "save": True}, key="c")
-    await eventually(lambda: len(_ticks(task_events, "c")) == 1, what="started")
-    assert await handle.suspend(wait=False) is redpool.Status.SUSPENDING  # next checkpoint: 5 s
+    handle = await client.submit(counter, {"to": 1, "step": 30.0, "save": True}, key="c")
+    await eventually(lambda: _passed(task_events, "c") == 1, what="past its first checkpoint")
     await task_workers(1)
+    assert await handle.suspend(wait=False) is redpool.Status.SUSPENDING  # it sleeps 30 s
     doomed.kill()
     await eventually(lambda: _is(handle, redpool.Status.SUSPENDED), what="suspended")
     await handle.resume()
