@@ -2,8 +2,8 @@
 --
 -- Calling convention (src/redpool/tasks/_scripts.py builds it; src/redpool/tasks/_keys.py
 -- names the keys; LEASES and META are the pool core's):
---   KEYS[1..12] = tjobs, tworkers, tdelayed, tmeta, tdone, leases, meta, tqueues, tnodes,
---                 tidem, tidem_expiry, tschedules (one hash tag: the pool)
+--   KEYS[1..13] = tjobs, tworkers, tdelayed, tmeta, tdone, leases, meta, tqueues, tnodes,
+--                 tidem, tidem_expiry, tschedules, tholds (one hash tag: the pool)
 --   ARGV[1..10] = templates of tdata:<key>, truns:<key>, tinbox:<node>, tready:<queue>,
 --                 twruns:<worker>, twq:<worker>|<queue>, tstatus:<status>,
 --                 tqactive:<queue>, tstats:<key>, tnext:<key>
@@ -19,16 +19,19 @@
 --   rw result waiters [{node, request}], cw control waiters [{node, request}] (told of the
 --   next status change: task_control), sp suspendable (1: the claiming worker's task says
 --   so), rz resumed (1: the generation was suspended and resumed), rr resume requested while
---   suspending (1).
--- Statuses: scheduled | queued -> starting -> running (-> canceling) -> succeeded | failed |
---   timed_out | canceled | skipped; running -> scheduled (retry) | queued (interrupted);
---   running -> pausing -> paused -> running; running | pausing | paused -> suspending ->
---   suspended -> queued (task_control, README "Pause, resume, suspend").
+--   suspending (1); holds (lua/_tasks_holds.lua): hk keys held, wf key waited for, hw nodes
+--   waiting for this run, ps status before it was locked.
+-- Statuses: scheduled | queued (<-> locked: its key is held) -> starting -> running
+--   (-> canceling) -> succeeded | failed | timed_out | canceled | skipped; running ->
+--   scheduled (retry) | queued (interrupted); running -> pausing -> paused -> running;
+--   running | pausing | paused -> suspending -> suspended -> queued (task_control, README
+--   "Pause, resume, suspend").
 -- A worker id is "<node id>.t<n>": it lives as long as its node's lease in LEASES.
 
 local TJOBS, TWORKERS, TDELAYED, TMETA, TDONE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local LEASES, META, TQUEUES, TNODES = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local TIDEM, TIDEM_EXPIRY, TSCHEDULES = KEYS[10], KEYS[11], KEYS[12]
+local THOLDS = KEYS[13]
 local DATA_T, RUNS_T, INBOX_T, READY_T = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local WRUNS_T, WQ_T, STATUS_T, ACTIVE_T = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local STATS_T, NEXT_T = ARGV[9], ARGV[10]
@@ -136,6 +139,7 @@ end
 
 local finish -- below: place and pull end the jobs that expired with it
 local recur -- lua/_task_recurring.lua: a schedule's next occurrence instead of the end
+local lock_if_held, release_holds -- lua/_tasks_holds.lua: a held key's job is not placed
 
 -- A job not started by its expires time is canceled instead (its error says so).
 local function expired(key, rec, now)
@@ -178,7 +182,7 @@ local function ready_score(rec, now) return (9 - (rec.pri or 0)) * 1759218604441
 -- Run a queued job now if a slot is free, else leave it in its queue's ready set.
 local function place(key, rec, now)
   redis.call('ZREM', TDELAYED, key)
-  if expired(key, rec, now) then return false end
+  if expired(key, rec, now) or lock_if_held(key, rec, 'queued') then return false end
   local id = pick_worker(key, rec.q, now)
   if id then
     redis.call('ZREM', ready(rec.q), key)
@@ -202,7 +206,8 @@ local function pull(id, wrec, now, limit)
       if not head then break end
       redis.call('ZREM', ready(queue), head)
       local rec = load_task(head)
-      if rec and rec.s == 'queued' and not expired(head, rec, now) then
+      if rec and rec.s == 'queued' and not expired(head, rec, now)
+          and not lock_if_held(head, rec, 'queued') then
         assign(head, rec, id)
         placed = placed + 1
       end
@@ -225,6 +230,7 @@ local function free_slot(key, rec)
     redis.call('SREM', wq(rec.w, rec.q), key)
   end
   redis.call('SREM', active(rec.q), key)
+  release_holds(key, rec)
 end
 
 -- Every finished run: one history entry (capped) and the key's counters (kept across
@@ -269,9 +275,11 @@ local function admit(key, entry, now)
   if opts.x then rec.x = entry.c + opts.x end
   if entry.d >= 0 then
     rec.due = now + entry.d
-    set_status(key, rec, 'scheduled')
-    save_task(key, rec)
-    redis.call('ZADD', TDELAYED, rec.due, key)
+    if not lock_if_held(key, rec, 'scheduled') then
+      set_status(key, rec, 'scheduled')
+      save_task(key, rec)
+      redis.call('ZADD', TDELAYED, rec.due, key)
+    end
   else
     place(key, rec, now)
   end

@@ -1,6 +1,6 @@
--- task_cancel: cancel a generation of a job. A scheduled, queued or suspended one ends at
--- once, and so does one still waiting in its key's FIFO; one on a worker (starting, running,
--- pausing, paused, suspending: a cancel wins over a suspend) is flagged (cf, status
+-- task_cancel: cancel a generation of a job. A scheduled, queued, locked or suspended one
+-- ends at once, and so does one still waiting in its key's FIFO; one on a worker (starting,
+-- running, pausing, paused, suspending: a cancel wins over a suspend) is flagged (cf, status
 -- canceling) and its owner is told; the owner stops the code and reports 'canceled' (its
 -- worker's death ends it as canceled too).
 -- ARG: key, generation (0: the current), request id (the memo's key in tidem), memo ttl ms.
@@ -33,7 +33,7 @@ local function cancel()
     return {'missing', 0}
   end
   if TERMINAL[rec.s] or rec.s == 'canceling' then return {rec.s, rec.g} end
-  if rec.s == 'scheduled' or rec.s == 'queued' or rec.s == 'suspended' then
+  if rec.s == 'scheduled' or rec.s == 'queued' or rec.s == 'locked' or rec.s == 'suspended' then
     redis.call('ZREM', TDELAYED, key)
     redis.call('ZREM', ready(rec.q), key)
     finish(key, rec, 'canceled', now)

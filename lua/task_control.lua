@@ -81,6 +81,11 @@ local ACTIONS = {
       save_task(key, rec)
       return {'ok', rec.s}
     end
+    if rec.s == 'locked' and rec.ps == 'suspended' then  -- resumed once the hold ends
+      rec.ps, rec.rz = 'queued', 1
+      save_task(key, rec)
+      return {'ok', rec.s}
+    end
     if rec.s == 'canceling' or TERMINAL[rec.s] then return {'invalid', rec.s} end
     return {'ok', rec.s}  -- scheduled, queued, starting, running: nothing to resume
   end,
@@ -93,6 +98,11 @@ local ACTIONS = {
       return flag(rec, 'suspending', 'suspend')
     end
     if TERMINAL[rec.s] then return {'invalid', rec.s} end
+    if rec.s == 'locked' then  -- suspended once the hold ends (lua/_tasks_holds.lua)
+      rec.ps = 'suspended'
+      save_task(key, rec)
+      return {'ok', rec.s}
+    end
     watch(rec, false)  -- suspending, suspended, or canceling (the cancel wins)
     save_task(key, rec)
     return {'ok', rec.s}

@@ -108,7 +108,7 @@ local function submit(j)
       redis.call('RPUSH', next_of(key), cmsgpack.pack(entry))
     else  -- replace: this one is next, and the active one ends now or once its code stopped
       redis.call('LPUSH', next_of(key), cmsgpack.pack(entry))
-      if old.s == 'scheduled' or old.s == 'queued' then
+      if old.s == 'scheduled' or old.s == 'queued' or old.s == 'locked' then
         redis.call('ZREM', TDELAYED, key)
         redis.call('ZREM', ready(old.q), key)
         finish(key, old, 'canceled', now)

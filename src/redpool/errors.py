@@ -201,6 +201,27 @@ class PauseTimeoutError(PoolError, TimeoutError):
         self.timeout = timeout
 
 
+class HoldCycleError(PoolError):
+    """``run.hold(target)`` was refused: waiting for ``target`` would close a cycle of holds
+    and waits (``chain``: the keys from the one waited on back to the holder), so none of
+    them could ever go on. Nothing was held."""
+
+    def __init__(self, key: str, target: str, chain: list[str], too_deep: bool = False) -> None:
+        path = " -> ".join(repr(k) for k in chain)
+        why = (
+            f"the chain of holds and waits from it is longer than {len(chain)} links"
+            if too_deep
+            else f"it waits, through {path}, for this run"
+        )
+        super().__init__(
+            f"the run of {key!r} cannot hold {target!r}: {why}; take holds in one order "
+            "everywhere, or release one before waiting for another"
+        )
+        self.key = key
+        self.target = target
+        self.chain = chain
+
+
 class IdempotencyConflictError(PoolError):
     """The idempotency key was used before with other params: pick another key."""
 

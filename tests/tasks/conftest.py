@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from tests.procs import ROOT
 
@@ -36,8 +37,13 @@ def task_events(tmp_path: Path) -> Path:
 async def task_workers(
     redis_url: str, pool_name: str, task_events: Path
 ) -> AsyncIterator[Callable[..., Awaitable[TaskWorkerProc]]]:
-    """Start task worker processes (tests/tasks/worker_proc.py); killed at the end."""
+    """Start task worker processes (tests/tasks/worker_proc.py); killed at the end. The
+    test keys the sample tasks use (``test:*``: gates, start counts) start out empty."""
     started: list[TaskWorkerProc] = []
+    client = Redis.from_url(redis_url)
+    async for key in client.scan_iter("test:*"):
+        await client.delete(key)
+    await client.aclose()
 
     async def start(concurrency: int = 4, *queues: str, url: str = "") -> TaskWorkerProc:
         env = {

@@ -270,3 +270,49 @@ def sync_counter(run: SyncRunContext, params: dict[str, Any]) -> int:
 async def big(run: RunContext, n: int) -> str:
     """Returns n bytes of text; its results may be at most 1000 bytes encoded."""
     return "x" * n
+
+
+async def wait_gate(name: str) -> None:
+    """Wait until the test opens the gate: pushes to the list ``test:gate:<name>``."""
+    client = aioredis.Redis.from_url(os.environ["REDPOOL_TEST_REDIS"])
+    try:
+        await client.blpop([f"test:gate:{name}"], timeout=0)
+    finally:
+        await client.aclose()
+
+
+@tasks.task(name="holder")
+async def holder(run: RunContext, params: dict[str, str]) -> str:
+    """Holds params['target'] until the test opens its gate; then, by params['how']: 'exit'
+    leaves the hold's block and runs on (until canceled); 'succeed' / 'fail' end the run
+    still inside the block, so only the run's end releases the hold (as 'cancel' and 'kill',
+    where the test cancels the run or kills its worker at the gate)."""
+    how = params["how"]
+    block = run.hold(params["target"])
+    await block.__aenter__()  # left open on purpose but for 'exit'
+    record(run, "held")
+    try:
+        await wait_gate(run.key)
+    except asyncio.CancelledError:
+        record(run, "stopped")
+        raise
+    if how == "exit":
+        record(run, "releasing")
+        await block.__aexit__(None, None, None)
+        await asyncio.sleep(3600)
+    record(run, "end")
+    if how == "fail":
+        raise RuntimeError("the holder fails")
+    return how
+
+
+@tasks.task(name="grab")
+async def grab(run: RunContext, params: str) -> list[str]:
+    """Once the test opens its gate, holds the key params (waiting while it is busy):
+    ['held'], or ['cycle', *chain] when the hold was refused."""
+    await wait_gate(run.key)
+    try:
+        async with run.hold(params):
+            return ["held"]
+    except redpool.HoldCycleError as exc:
+        return ["cycle", *exc.chain]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
+from .._validate import check_key
 from ..errors import InvalidArgumentError, RunStoppedError
 from ._codec import decode, encode
 from ._control import RunControl
+from ._holds import RunHolds
 from ._scripts import Claim, TaskScripts
 from ._status import Progress, decode_progress
 
@@ -32,6 +35,7 @@ class RunContext:
         owned: Callable[[], bool],
         log: FilteringBoundLogger,
         control: RunControl,
+        holds: RunHolds | None = None,
     ) -> None:
         self.key = claim.key
         self.generation = claim.generation
@@ -47,6 +51,7 @@ class RunContext:
         self.last_progress: Progress | None = decode_progress(list(claim.progress))
         self._scripts = scripts
         self._owned = owned
+        self._holds = holds
         # What stall_timeout measures (the worker's own clock: only the owner judges a
         # stall): the last progress() or checkpoint() call; ``ended`` once the code stopped.
         self.moved_at = time.monotonic()
@@ -83,6 +88,26 @@ class RunContext:
             raise asyncio.CancelledError("the run is not this worker's any more")
         if verdict == "invalid":
             raise InvalidArgumentError(f"progress {completed} exceeds its total {total}")
+
+    @asynccontextmanager
+    async def hold(self, key: str, *, timeout: float | None = None) -> AsyncIterator[None]:
+        """While the block runs, no job of ``key`` starts: a scheduled or queued one (or one
+        submitted meanwhile) is ``locked``; released when the block ends, or with this run.
+        A job of ``key`` on a worker, or a key another run holds, is waited for (up to
+        ``timeout`` seconds: WaitTimeoutError); a wait that would close a cycle of holds
+        raises HoldCycleError. Async tasks only."""
+        holds = self._holds
+        if holds is None:
+            raise InvalidArgumentError("run.hold() is for async tasks")
+        key = check_key(key)
+        try:
+            await holds.acquire(key, timeout)
+        finally:
+            self.moved_at = time.monotonic()  # the wait was no stall
+        try:
+            yield
+        finally:
+            await holds.release(key)
 
     async def checkpoint(self, state: Any = _NO_STATE) -> None:
         """A point where the run may pause or be suspended, and a sign of life for

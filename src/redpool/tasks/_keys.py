@@ -96,6 +96,12 @@ class TaskKeys:
         """ZSET idempotency key -> server ms until which its entry holds."""
         return self.prefix + "idem_expiry"
 
+    @property
+    def holds(self) -> str:
+        """HASH held job key -> msgpack {h: holder key, e: holder epoch, wn: nodes waiting
+        to hold it} (``run.hold()``; lua/_tasks_holds.lua)."""
+        return self.prefix + "holds"
+
     def status(self, status: str) -> str:
         """ZSET job key -> created ms, per status: what ``jobs.list`` pages through."""
         return f"{self.prefix}status:{status}"
@@ -136,6 +142,7 @@ class TaskKeys:
             self.idempotency,
             self.idempotency_expiry,
             self.schedules,
+            self.holds,
         ]
 
     def script_templates(self) -> list[str]:

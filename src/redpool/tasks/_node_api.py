@@ -129,6 +129,7 @@ class TaskMethods(ScheduleMethods):
                 layer.due_in,
                 self.log,
                 run_hooks,
+                layer.hold_waits,
             )
         )
 

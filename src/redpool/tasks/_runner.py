@@ -30,6 +30,7 @@ from . import _hooks as hooks
 from ._codec import decode, encode
 from ._context import RunContext, SyncRunContext
 from ._control import Deadline, RunControl
+from ._holds import HoldWaits, RunHolds
 from ._recurring import NextRunIn, run_hint
 from ._registry import Task, Tasks, wait_seconds
 from ._scripts import Claim, TaskScripts
@@ -66,8 +67,10 @@ class TaskWorker:
         on_retry: Callable[[float], None],
         log: FilteringBoundLogger,
         run_hooks: tuple[object, ...] = (),
+        hold_waits: HoldWaits | None = None,
     ) -> None:
         self.id = worker_id
+        self._hold_waits = hold_waits
         self.hooks = run_hooks
         self.tasks = tasks
         self.concurrency = concurrency
@@ -170,8 +173,13 @@ class TaskWorker:
         except (UnknownTaskError, Exception) as exc:  # not retryable: no run fixes it
             return "failed", _error(exc), -1
         owns, control = self._owns(claim), run.control
+        holds = (
+            RunHolds(self._hold_waits, self._scripts, self.id, claim.key, claim.epoch, self.log)
+            if self._hold_waits is not None
+            else None
+        )
         ctx = run.ctx = (
-            RunContext(claim, self.id, self._scripts, owns, self.log, control)
+            RunContext(claim, self.id, self._scripts, owns, self.log, control, holds)
             if task.is_async
             else SyncRunContext(
                 claim, self.id, self._scripts, owns, self.log, control, lambda: run.stop
@@ -185,7 +193,7 @@ class TaskWorker:
             lambda: self.stop(claim.key, claim.epoch, "timed_out"),
         )
         if claim.stall_timeout_ms > 0:
-            self._watch_stall(claim, run, ctx)
+            self._watch_stall(claim, run, ctx, holds)
         try:
             await hooks.start(run.hooks, ctx)
             result = run.result = await self._call(task, ctx, params, run)
@@ -242,7 +250,9 @@ class TaskWorker:
             wait_when_cancelled=lambda: bool(run.stop),
         )
 
-    def _watch_stall(self, claim: Claim, run: _Run, ctx: RunContext) -> None:
+    def _watch_stall(
+        self, claim: Claim, run: _Run, ctx: RunContext, holds: RunHolds | None
+    ) -> None:
         """Stop the run once its code has called neither ``progress()`` nor
         ``checkpoint()`` for its stall timeout. Only this worker, the owner, judges it: the
         run is reported 'stalled' (interrupted) once its code stopped, and only then may it
@@ -251,6 +261,8 @@ class TaskWorker:
         loop = asyncio.get_running_loop()
 
         def check() -> None:
+            if holds is not None and holds.waiting:  # waiting for a hold is no stall
+                ctx.moved_at = time.monotonic()
             idle = 0.0 if run.control.paused else time.monotonic() - ctx.moved_at
             if idle >= limit:
                 self.stop(claim.key, claim.epoch, "stalled")

@@ -21,6 +21,7 @@ from .._options import Options
 from .._redis import Boundary, Outage, reader_client, reader_timeout, retry_transient
 from .._tasks import cancel, supervise, wait_or_timeout
 from ..errors import PoolError
+from ._holds import HoldWaits
 from ._keys import TaskKeys
 from ._runner import TaskWorker
 from ._scripts import TaskScripts
@@ -55,6 +56,7 @@ class TaskLayer:
         self.log = log
         self._outage = outage
         self.workers: dict[str, TaskWorker] = {}
+        self.hold_waits = HoldWaits(node_id)
         self._seq = itertools.count(1)
         self._requests = itertools.count(1)
         self._waiters: dict[int, asyncio.Future[Reply]] = {}
@@ -211,6 +213,8 @@ class TaskLayer:
             elif kind in _CONTROLS and len(msg) == 4:
                 if str(msg[2]) in self.workers:
                     self.workers[str(msg[2])].control(str(msg[1]), int(msg[3]), kind)
+            elif kind == "free" and len(msg) == 2:
+                self.hold_waits.wake(str(msg[1]))
             elif kind == "done" and len(msg) >= 4:
                 future = self._waiters.get(int(msg[1]))
                 if future is not None and not future.done():

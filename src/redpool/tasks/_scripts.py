@@ -23,12 +23,14 @@ _NAMES = (
     "task_control",
     "task_delete",
     "task_finish",
+    "task_hold",
     "task_info",
     "task_join",
     "task_leave",
     "task_maintain",
     "task_progress",
     "task_purge",
+    "task_release",
     "task_schedule_suspend",
     "task_schedule_upsert",
     "task_schedule_wake",
@@ -51,13 +53,16 @@ ALLOW_OOM = frozenset(
         "task_leave",
         "task_maintain",
         "task_purge",
+        "task_release",
     }
 )
 
 
 @cache
 def _sources() -> dict[str, str]:
-    return load_sources(("_tasks_prelude", "_task_recurring"), _NAMES, ALLOW_OOM)
+    return load_sources(
+        ("_tasks_prelude", "_task_recurring", "_tasks_holds"), _NAMES, ALLOW_OOM
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +331,20 @@ class TaskScripts(ScriptRunner):
         """'ok', 'invalid' (completed > total) or 'unowned'."""
         args: list[str | int] = [worker, key, epoch, repr(completed), repr(total), details]
         return text(await self._run("task_progress", args))
+
+    async def hold(
+        self, worker: str, key: str, epoch: int, target: str, node: str
+    ) -> tuple[str, list[str]]:
+        """('ok' | 'busy' | 'cycle' | 'deep' | 'unowned', the keys it names): lua/task_hold.lua."""
+        res = await self._run("task_hold", [worker, key, epoch, target, node])
+        outcome = text(res[0])
+        if outcome == "cycle":
+            return ("deep" if int(res[1]) else "cycle"), [text(k) for k in res[2:]]
+        return outcome, [text(k) for k in res[1:]]
+
+    async def release(self, worker: str, key: str, epoch: int, target: str) -> str:
+        """'ok' or 'unowned' (the run's end released its holds already)."""
+        return text(await self._run("task_release", [worker, key, epoch, target]))
 
     async def purge(self, limit: int) -> str:
         """'more' or 'done' (lua/task_purge.lua)."""

@@ -19,6 +19,7 @@ class Status(str, enum.Enum):
 
     SCHEDULED = "scheduled"  # due later (delay, at, retry wait)
     QUEUED = "queued"  # due, waiting for a free slot
+    LOCKED = "locked"  # due or scheduled, but a running job holds its key (run.hold)
     STARTING = "starting"  # handed to a worker
     RUNNING = "running"
     PAUSING = "pausing"  # pause requested; acknowledged at the run's next checkpoint
