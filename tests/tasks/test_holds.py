@@ -100,6 +100,23 @@ async def test_a_hold_locks_a_scheduled_or_queued_job_which_goes_back_when_relea
     await second.cancel(timeout=10)
 
 
+async def test_a_locked_job_suspended_meanwhile_is_suspended_once_the_hold_ends(
+    make_node: MakeNode, task_workers: Workers, task_events: Path, redis: Redis
+) -> None:
+    await task_workers(4)
+    node = await make_node(client_only=True)
+    held_by = await node.submit(holder, {"target": "victim", "how": "exit"}, key="holder")
+    await eventually(lambda: bool(_at(read_events(task_events), "held", "holder")))
+    victim = await node.submit(echo, "ran", key="victim")
+    assert await victim.suspend() is redpool.Status.LOCKED
+    await redis.rpush("test:gate:holder", 1)
+    await eventually(lambda: _later_status(victim, redpool.Status.SUSPENDED), what="suspended")
+    assert not _at(read_events(task_events), "start", "victim")
+    await victim.resume()
+    assert await victim.result(timeout=10) == "ran"
+    await held_by.cancel(timeout=10)
+
+
 async def _later_status(handle: redpool.JobHandle[Any], status: redpool.Status) -> bool:
     return await handle.status() is status
 
