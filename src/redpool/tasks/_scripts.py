@@ -60,9 +60,7 @@ ALLOW_OOM = frozenset(
 
 @cache
 def _sources() -> dict[str, str]:
-    return load_sources(
-        ("_tasks_prelude", "_task_recurring", "_tasks_holds"), _NAMES, ALLOW_OOM
-    )
+    return load_sources(("_tasks_prelude", "_task_recurring", "_tasks_holds"), _NAMES, ALLOW_OOM)
 
 
 @dataclass(frozen=True, slots=True)
