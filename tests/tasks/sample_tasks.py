@@ -316,3 +316,12 @@ async def grab(run: RunContext, params: str) -> list[str]:
             return ["held"]
     except redpool.HoldCycleError as exc:
         return ["cycle", *exc.chain]
+
+
+@tasks.task(name="grab_holding")
+async def grab_holding(run: RunContext, keys: list[str]) -> list[str]:
+    """Holds keys[0] and, inside that hold, does what grab does for keys[1]."""
+    async with run.hold(keys[0]):
+        record(run, "held")
+        result: list[str] = await grab.fn(run, keys[1])
+        return result

@@ -18,7 +18,7 @@ from redpool._keys import Keys
 from redpool.tasks._keys import TaskKeys
 from tests.helpers import eventually
 from tests.tasks.conftest import TaskWorkerProc, read_events
-from tests.tasks.sample_tasks import echo, grab, holder
+from tests.tasks.sample_tasks import echo, grab, grab_holding, holder
 
 Workers = Callable[..., Awaitable[TaskWorkerProc]]
 MakeNode = Callable[..., Awaitable[redpool.Node]]
@@ -157,6 +157,22 @@ async def test_a_hold_that_would_close_a_cycle_of_three_is_refused(
     assert await c.result(timeout=10) == ["cycle", "A", "B", "C"]
     assert await b.result(timeout=10) == ["held"]
     assert await a.result(timeout=10) == ["held"]
+
+
+async def test_a_cycle_through_a_held_key_is_refused(
+    make_node: MakeNode, task_workers: Workers, task_events: Path, redis: Redis
+) -> None:
+    await task_workers(4)
+    node = await make_node(client_only=True)
+    a = await node.submit(grab_holding, ["K", "B"], key="A")  # A holds K ...
+    await eventually(lambda: bool(_at(read_events(task_events), "held", "A")), what="A holds K")
+    b = await node.submit(grab, "K", key="B")
+    await eventually(lambda: _running(b), what="B runs")
+    await redis.rpush("test:gate:B", 1)  # ... B waits for K, held by A ...
+    await eventually(lambda: _waits_for(redis, node.pool_name, "B", "K"), what="B waits")
+    await redis.rpush("test:gate:A", 1)  # ... and A would wait for B: refused
+    assert await a.result(timeout=10) == ["cycle", "B", "K", "A"]
+    assert await b.result(timeout=10) == ["held"]  # A's end released K
 
 
 async def _running(*handles: redpool.JobHandle[Any]) -> bool:
