@@ -325,3 +325,29 @@ async def grab_holding(run: RunContext, keys: list[str]) -> list[str]:
         record(run, "held")
         result: list[str] = await grab.fn(run, keys[1])
         return result
+
+
+@tasks.task(name="grab_within")
+async def grab_within(run: RunContext, params: list[Any]) -> list[str]:
+    """Holds the key params[0], waiting at most params[1] s: ['held'] or ['timeout']."""
+    try:
+        async with run.hold(params[0], timeout=params[1]):
+            return ["held"]
+    except redpool.WaitTimeoutError:
+        return ["timeout"]
+
+
+@tasks.task(name="sync_stall_once", stall_timeout=0.5)
+def sync_stall_once(run: SyncRunContext, params: None) -> int:
+    """stall_once in a thread: its first run spins with no checkpoint (only the async
+    exception stops it), the next ends at once."""
+    record(run, "start")
+    if run.interrupts == 0:
+        try:
+            while True:
+                pass
+        except redpool.RunStoppedError:
+            record(run, "stopped")
+            raise
+    record(run, "end")
+    return run.interrupts

@@ -18,7 +18,7 @@ from redpool._keys import Keys
 from redpool.tasks._keys import TaskKeys
 from tests.helpers import eventually
 from tests.tasks.conftest import TaskWorkerProc, read_events
-from tests.tasks.sample_tasks import echo, grab, grab_holding, holder
+from tests.tasks.sample_tasks import echo, grab, grab_holding, grab_within, holder
 
 Workers = Callable[..., Awaitable[TaskWorkerProc]]
 MakeNode = Callable[..., Awaitable[redpool.Node]]
@@ -173,6 +173,23 @@ async def test_a_cycle_through_a_held_key_is_refused(
     await redis.rpush("test:gate:A", 1)  # ... and A would wait for B: refused
     assert await a.result(timeout=10) == ["cycle", "B", "K", "A"]
     assert await b.result(timeout=10) == ["held"]  # A's end released K
+
+
+async def test_a_hold_that_waits_past_its_timeout_raises_and_holds_nothing(
+    make_node: MakeNode, task_workers: Workers, task_events: Path, redis: Redis
+) -> None:
+    await task_workers(4)
+    node = await make_node(client_only=True)
+    held_by = await node.submit(holder, {"target": "K", "how": "exit"}, key="A")
+    await eventually(lambda: bool(_at(read_events(task_events), "held", "A")), what="A holds K")
+    late = await node.submit(grab_within, ["K", 0.3], key="B")
+    assert await late.result(timeout=10) == ["timeout"]
+    holds = await redis.hgetall(TaskKeys(Keys(node.pool_name)).holds)
+    assert [(k, msgpack.unpackb(v)["h"]) for k, v in holds.items()] == [(b"K", "A")]
+    await redis.rpush("test:gate:A", 1)  # A leaves its block: K is free to hold
+    again = await node.submit(grab_within, ["K", 10], key="C")
+    assert await again.result(timeout=10) == ["held"]
+    await held_by.cancel(timeout=10)
 
 
 async def _running(*handles: redpool.JobHandle[Any]) -> bool:

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 import redpool
 from tests.tasks.conftest import TaskWorkerProc, read_events
-from tests.tasks.sample_tasks import progress_errors, slow_steps, stall_once
+from tests.tasks.sample_tasks import progress_errors, slow_steps, stall_once, sync_stall_once
 
 Workers = Callable[..., Awaitable[TaskWorkerProc]]
 MakeNode = Callable[..., Awaitable[redpool.Node]]
@@ -37,6 +37,22 @@ async def test_a_stalled_run_is_stopped_by_its_owner_and_runs_again_once(
     owner = next(w for w in workers if str(w.proc.pid) == events[0][1])
     assert runs[1].worker_id.startswith(owner.node_id + ".")  # stopped where it ran
     assert events[1][1] == events[0][1]  # by the process that ran it, before the rerun
+
+
+async def test_a_stalled_sync_run_is_stopped_in_its_thread_and_runs_again_once(
+    make_node: MakeNode, task_workers: Workers, task_events: Path
+) -> None:
+    await task_workers(1)
+    node = await make_node(client_only=True)
+    handle = await node.submit(sync_stall_once, None, key="spin")
+    assert await handle.result(timeout=15) == 1
+    runs = await handle.runs()
+    assert [(r.outcome, r.reason) for r in runs] == [
+        ("succeeded", None),
+        ("interrupted", "stalled"),
+    ]
+    events = sorted(read_events(task_events), key=lambda e: int(e[0]))
+    assert [e[2] for e in events] == ["start", "stopped", "start", "end"]
 
 
 async def test_a_slow_run_that_keeps_showing_progress_is_never_stopped_nor_duplicated(
