@@ -27,7 +27,16 @@ from typing import Any
 
 import structlog
 
-from . import cost, dispatch_latency, peer_queues, rebalance, recovery, tasks, throughput
+from . import (
+    cost,
+    dispatch_latency,
+    peer_queues,
+    rebalance,
+    recovery,
+    recurring,
+    tasks,
+    throughput,
+)
 from .common import (
     FULL,
     ROOT,
@@ -58,6 +67,7 @@ SCENARIOS: dict[str, tuple[Scenario, float]] = {
     "recovery": (recovery.run, 600),
     "peers": (peer_queues.run, 900),
     "tasks": (tasks.run, 1800),
+    "recurring": (recurring.run, 300),
 }
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
 

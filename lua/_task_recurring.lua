@@ -126,3 +126,19 @@ local function fire_recurring(key, rec, now)
     if at then redis.call('ZADD', TDELAYED, jittered(key, rc, at), key) end
   end
 end
+
+-- Place the delayed jobs that are due, up to limit (task_fire, task_maintain); returns how many.
+local function fire_due(now, limit)
+  local keys = redis.call('ZRANGEBYSCORE', TDELAYED, '-inf', now, 'LIMIT', 0, limit)
+  for _, key in ipairs(keys) do
+    local rec = load_task(key)
+    if rec and rec.rc then
+      fire_recurring(key, rec, now)
+    elseif rec and rec.s == 'scheduled' then
+      place(key, rec, now)
+    else
+      redis.call('ZREM', TDELAYED, key)
+    end
+  end
+  return #keys
+end

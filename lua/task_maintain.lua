@@ -42,16 +42,7 @@ if may_reap then
   end
 end
 
-for _, key in ipairs(redis.call('ZRANGEBYSCORE', TDELAYED, '-inf', now, 'LIMIT', 0, limit)) do
-  local rec = load_task(key)
-  if rec and rec.rc then
-    fire_recurring(key, rec, now)
-  elseif rec and rec.s == 'scheduled' then
-    place(key, rec, now)
-  else
-    redis.call('ZREM', TDELAYED, key)
-  end
-end
+fire_due(now, limit)
 pull_all(now, limit)
 
 local untaken, unregistered, pending = {}, {}, {}

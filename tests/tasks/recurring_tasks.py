@@ -32,10 +32,13 @@ async def record(run: RunContext, what: str, tag: str = "-") -> None:
 @tasks.task(name="recur.sleep")
 async def sleep(run: RunContext, params: dict[str, Any]) -> None:
     """Sleeps params['s'] seconds (forever when absent), between a start and an end event."""
-    await record(run, "start", str(params.get("tag", "-")))
+    # A cancel may come at any await: the start is written in any case, before "stopped".
+    start = asyncio.ensure_future(record(run, "start", str(params.get("tag", "-"))))
     try:
+        await asyncio.shield(start)
         await asyncio.sleep(params.get("s", 3600))
     except asyncio.CancelledError:
+        await start
         await record(run, "stopped")
         raise
     await record(run, "end")

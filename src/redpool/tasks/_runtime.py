@@ -29,6 +29,7 @@ from ._scripts import TaskScripts
 T = TypeVar("T")
 
 UPKEEP_LIMIT = 100  # placements and purges per upkeep call
+FIRE_LIMIT = 200  # due jobs placed per task_fire call
 _CONTROLS = frozenset({"cancel", "pause", "resume", "suspend"})  # inbox messages to an owner
 _REQUESTS = {"canceling": "cancel", "pausing": "pause", "suspending": "suspend"}
 DRAIN_GRACE = 5.0  # how long close() lets canceled runs report
@@ -65,6 +66,7 @@ class TaskLayer:
         self._cursor = "0-0"
         self._wake = asyncio.Event()
         self._due_at: float | None = None  # monotonic time of the earliest known due job
+        self._beat_at = 0.0  # monotonic time of the next full upkeep
         self._started = False
 
     async def start(self) -> None:
@@ -156,16 +158,13 @@ class TaskLayer:
     # -- loops ------------------------------------------------------------------------------
 
     async def upkeep(self) -> None:
+        self._beat_at = time.monotonic() + self.opts.heartbeat_interval
         upkeep = await self.scripts.maintain(
             self.node_id, self.opts.ttl_ms, UPKEEP_LIMIT, list(self.workers)
         )
         if upkeep.interrupted:
             self.log.info("interrupted the runs of dead task workers", runs=upkeep.interrupted)
-        self._due_at = (
-            None
-            if upkeep.next_due_ms < 0
-            else time.monotonic() + max(0, upkeep.next_due_ms - upkeep.now_ms) / 1000
-        )
+        self._arm(upkeep.next_due_ms, upkeep.now_ms)
         for worker_id in upkeep.unregistered:
             worker = self.workers.get(worker_id)
             if worker is not None and self.clock.valid():
@@ -181,12 +180,27 @@ class TaskLayer:
             if worker_id in self.workers:
                 self.workers[worker_id].control(key, epoch, _REQUESTS[status])
 
+    def _arm(self, next_due_ms: int, now_ms: int) -> None:
+        """The timer of the earliest due job, from a script's answer (server times)."""
+        self._due_at = (
+            None if next_due_ms < 0 else time.monotonic() + max(0, next_due_ms - now_ms) / 1000
+        )
+
     async def _upkeep_step(self) -> None:
-        delay = self.opts.heartbeat_interval
+        """The full upkeep once per heartbeat interval; in between, the due jobs fire at the
+        earliest due time (task_fire: the delayed set only, so a node with many schedules
+        pays no reaping and no scans per timer). A wake (a nearer due time) looks again."""
+        now = time.monotonic()
+        delay = self._beat_at - now
         if self._due_at is not None:
-            delay = min(delay, max(0.0, self._due_at - time.monotonic()))
-        await wait_or_timeout(self._wake, delay)
-        await self.upkeep()
+            delay = min(delay, self._due_at - now)
+        if delay > 0:
+            await wait_or_timeout(self._wake, delay)
+        elif time.monotonic() >= self._beat_at:
+            await self.upkeep()
+        else:
+            fired = await self.scripts.fire(FIRE_LIMIT)
+            self._arm(fired.next_due_ms, fired.now_ms)
 
     async def _read(self) -> None:
         assert self._reader is not None

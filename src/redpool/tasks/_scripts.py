@@ -23,6 +23,7 @@ _NAMES = (
     "task_control",
     "task_delete",
     "task_finish",
+    "task_fire",
     "task_hold",
     "task_info",
     "task_join",
@@ -50,6 +51,7 @@ ALLOW_OOM = frozenset(
         "task_control",
         "task_delete",
         "task_finish",
+        "task_fire",
         "task_leave",
         "task_maintain",
         "task_purge",
@@ -142,6 +144,15 @@ class Stored:
     record: bytes
     error: bytes
     progress: list[bytes]  # completed, total (-1: unknown), details, updated ms; or empty
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """task_fire's answer."""
+
+    next_due_ms: int  # -1: nothing scheduled
+    now_ms: int
+    fired: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +363,11 @@ class TaskScripts(ScriptRunner):
         """('ok' | 'missing' | 'invalid', the status when invalid)."""
         res = await self._run("task_delete", [key])
         return text(res[0]), text(res[1]) if len(res) > 1 else ""
+
+    async def fire(self, limit: int) -> Fired:
+        """Place up to ``limit`` due jobs (lua/task_fire.lua)."""
+        due, now, fired = await self._run("task_fire", [limit])
+        return Fired(int(due), int(now), int(fired))
 
     async def schedule_upsert(
         self, job: Admit, spec: dict[str, Any], run_now: bool
