@@ -212,7 +212,7 @@ async def test_an_end_at_window_ends_the_schedule(make_node: MakeNode, workers: 
     handle = await node.schedule_job("window", sleep, {"s": 0}, every=0.1, end_at=end)
     info = await handle.job.wait(timeout=20)
     assert info.status == redpool.Status.ENDED
-    assert all(r.started_at <= end for r in await handle.runs())
+    assert 1 <= len(await handle.runs()) <= 5  # due at 0.1, 0.2, ... 0.5 s at most
 
 
 async def test_kill_9_of_the_node_that_would_fire_loses_no_occurrence_and_runs_none_twice(
