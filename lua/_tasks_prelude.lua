@@ -13,14 +13,14 @@
 --   e epoch (drawn from TMETA.epoch on every placement: the fencing token), w worker ('' when
 --   none), a attempts started, ma max attempts (0: unlimited), ni interrupts, mi max
 --   interrupts, to timeout ms (0: none), sl stall timeout ms (0: none; the owner enforces
---   it), rs retry wait spec (a map Lua passes on), pri priority,
---   c created ms, due ms, x expires ms (not started by then: canceled), sa last start ms, fin finished ms, kp / kf keep ms (succeeded /
---   other terminal), tn tenant, lb labels, ik idempotency key, cf cancel requested (1),
---   rw result waiters [{node, request}], cw control waiters [{node, request}] (told of the
---   next status change: task_control), sp suspendable (1: the claiming worker's task says
---   so), rz resumed (1: the generation was suspended and resumed), rr resume requested while
---   suspending (1); holds (lua/_tasks_holds.lua): hk keys held, wf key waited for, hw nodes
---   waiting for this run, ps status before it was locked.
+--   it), rs retry wait spec (a map Lua passes on), pri priority, c created ms, due ms,
+--   x expires ms (not started by then: canceled), sa last start ms, fin finished ms,
+--   kp / kf keep ms (succeeded / other terminal), tn tenant, lb labels, ik idempotency key,
+--   cf cancel requested (1), rw result waiters [{node, request}], cw control waiters
+--   [{node, request}] (told of the next status change: task_control), sp suspendable (1: the
+--   claiming worker's task says so), rz resumed (1: the generation was suspended and
+--   resumed), rr resume requested while suspending (1); holds (lua/_tasks_holds.lua): hk keys
+--   held, wf key waited for, hw nodes waiting for this run, ps status before it was locked.
 -- Statuses: scheduled | queued (<-> locked: its key is held) -> starting -> running
 --   (-> canceling) -> succeeded | failed | timed_out | canceled | skipped; running ->
 --   scheduled (retry) | queued (interrupted); running -> pausing -> paused -> running;
@@ -43,7 +43,7 @@ local TERMINAL = {succeeded = true, failed = true, timed_out = true, canceled = 
 -- Statuses whose run is on a worker (rec.w names it).
 local ON_WORKER = {starting = true, running = true, canceling = true, pausing = true, paused = true,
   suspending = true}
-local HISTORY = 20 -- runs kept per key in truns:<key>
+local HISTORY = 20 -- runs kept per key in truns:<key> (an exact cap: '~' would keep ~100)
 
 local function fill(template, id)
   local at = string.find(template, '*', 1, true)
@@ -100,18 +100,29 @@ local function send(node, msg)
   redis.call('XADD', tinbox(node), 'NOMKSTREAM', '*', 'm', cmsgpack.pack(msg))
 end
 
--- The status indexes (tstatus:<status>, key -> created ms) list jobs without a SCAN. Every
--- change tells the control waiters (a pause waiting for its acknowledgement, say).
+-- The status indexes (tstatus:<status>) list jobs without a SCAN, each by a score unique in
+-- the pool, so a listing's cursor is a score and stays valid while jobs come and go: an
+-- active job's generation (admission order), a finished one's finish sequence (TMETA.fin).
+-- Every change tells the control waiters (a pause waiting for its acknowledgement, say).
 local function set_status(key, rec, status)
   if rec.s ~= status then
     redis.call('ZREM', by_status(rec.s), key)
-    redis.call('ZADD', by_status(status), rec.c, key)
+    local score = rec.g
+    if TERMINAL[status] then score = redis.call('HINCRBY', TMETA, 'fin', 1) end
+    redis.call('ZADD', by_status(status), score, key)
     rec.s = status
     for _, waiter in ipairs(rec.cw or {}) do
       send(waiter[1], {'done', waiter[2], key, status, rec.g, false})
     end
     rec.cw = nil
   end
+end
+
+-- A finished generation leaves the pool's history: a new one of its key was admitted, or the
+-- key is gone.
+local function unlist(key, rec)
+  redis.call('ZREM', by_status(rec.s), key)
+  redis.call('ZREM', TDONE, key)
 end
 
 local function alive(node, now)
@@ -238,7 +249,7 @@ end
 -- ``reason``: why an interrupted run was (stalled, lost, fenced, shutdown), else nil.
 local function record_run(key, rec, outcome, now, err, reason)
   local started = rec.sa or now
-  redis.call('XADD', runs(key), 'MAXLEN', '~', HISTORY, '*', 'r', cmsgpack.pack({
+  redis.call('XADD', runs(key), 'MAXLEN', HISTORY, '*', 'r', cmsgpack.pack({
     g = rec.g, a = rec.a, w = rec.w, e = rec.e, o = outcome, s = started, f = now,
     err = err or false, rn = reason}))
   local took = now - started
@@ -254,9 +265,8 @@ end
 
 -- The key is gone for good (purged or deleted): its record, payloads, history and counters.
 local function forget(key, rec)
-  if rec then redis.call('ZREM', by_status(rec.s), key) end
+  if rec then unlist(key, rec) else redis.call('ZREM', TDONE, key) end
   redis.call('HDEL', TJOBS, key)
-  redis.call('ZREM', TDONE, key)
   redis.call('ZREM', TSCHEDULES, key)
   redis.call('DEL', data(key), runs(key), stats(key), next_of(key))
 end
@@ -293,10 +303,7 @@ local function promote(key, now)
   local entry = decode(raw)
   if not entry then return end
   local old = load_task(key)
-  if old then
-    redis.call('ZREM', by_status(old.s), key)
-    redis.call('ZREM', TDONE, key)
-  end
+  if old then unlist(key, old) end
   local params = redis.call('HGET', data(key), 'p' .. entry.g) or ''
   local pending = redis.call('HGETALL', data(key))
   redis.call('DEL', data(key))

@@ -2,13 +2,13 @@
 -- every node that uses tasks a few times per worker TTL (and when a due time comes):
 -- interrupts the runs of workers whose node's lease expired and re-places them, places the
 -- scheduled jobs that are due and the queued ones that free slots can take, names the starts
--- this node's workers were handed but have not taken (their message may be lost), and purges
--- finished jobs whose keep time passed.
--- ARG: node, worker ttl ms, limit (placements and purges per call), own worker ids...
+-- this node's workers were handed but have not taken (their message may be lost). Finished
+-- jobs are purged by task_retain.
+-- ARG: node, worker ttl ms, limit (placements per call), own worker ids...
 -- Returns {next due ms (-1: none), now ms, flat (key, worker, epoch) starts not taken,
---   runs interrupted, jobs purged, own workers not registered (reaped while this node was
---   cut off: they join again), flat (key, worker, epoch, status) own runs with a request
---   pending (pausing, suspending, canceling: told again, in case its message was lost)}.
+--   runs interrupted, own workers not registered (reaped while this node was cut off: they
+--   join again), flat (key, worker, epoch, status) own runs with a request pending (pausing,
+--   suspending, canceling: told again, in case its message was lost)}.
 -- Invariants: a worker's runs move only once its node's lease expired, never on evidence
 -- from a gap in the pool's heartbeats (the core heartbeat's amnesty: after a gap every lease
 -- gets one more TTL); each due job is placed by one caller (the ZREM and the placement are
@@ -61,17 +61,7 @@ for i = 4, #ARG do
   end
 end
 
-local purged = 0
-for _, key in ipairs(redis.call('ZRANGEBYSCORE', TDONE, '-inf', now, 'LIMIT', 0, limit)) do
-  local rec = load_task(key)
-  redis.call('ZREM', TDONE, key)
-  if rec == false or (rec and TERMINAL[rec.s]) then
-    forget(key, rec or nil)
-    purged = purged + 1
-  end
-end
-
 local head = redis.call('ZRANGE', TDELAYED, 0, 0, 'WITHSCORES')
 local due = -1
 if head[2] then due = tonumber(head[2]) end
-return {due, now, untaken, interrupted, purged, unregistered, pending}
+return {due, now, untaken, interrupted, unregistered, pending}

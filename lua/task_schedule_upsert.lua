@@ -52,10 +52,7 @@ if old and old.rc and not TERMINAL[old.s] then
   return answer('changed', old)
 end
 
-if old then
-  redis.call('ZREM', by_status(old.s), key)
-  redis.call('ZREM', TDONE, key)
-end
+if old then unlist(key, old) end
 redis.call('DEL', data(key))
 local rec = {s = 'new', g = redis.call('HINCRBY', TMETA, 'gen', 1), e = 0, w = '', a = 0,
   ni = 0, c = now, rc = spec}

@@ -126,10 +126,7 @@ local function submit(j)
   end
 
   local old = found
-  if old then
-    redis.call('ZREM', by_status(old.s), key)
-    redis.call('ZREM', TDONE, key)
-  end
+  if old then unlist(key, old) end
   redis.call('DEL', data(key))
   redis.call('HSET', data(key), 'p', params)
   entry.g = redis.call('HINCRBY', TMETA, 'gen', 1)

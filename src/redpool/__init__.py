@@ -173,6 +173,9 @@ async def add_node(
     sync_threads: int = 32,
     connect_timeout: float = 10.0,
     max_connections: int = 50,
+    default_keep: float = 86_400.0,
+    default_keep_failed: float = 7 * 86_400.0,
+    max_retained: int = 100_000,
     logger: FilteringBoundLogger | logging.Logger | None = None,
     on_state_lost: StateLostHook | None = None,
 ) -> Node:
@@ -191,6 +194,9 @@ async def add_node(
         on_state_lost=on_state_lost,
         connect_timeout=connect_timeout,
         max_connections=max_connections,
+        default_keep=default_keep,
+        default_keep_failed=default_keep_failed,
+        max_retained=max_retained,
     )
     log = _structured(logger)
     client, owns = connect(redis, options.max_connections, options.socket_timeout)

@@ -36,6 +36,14 @@ def _at_least(name: str, value: object, minimum: float) -> None:
         raise InvalidArgumentError(f"{name} must be at least {minimum:g} s, got {value!r}")
 
 
+def _non_negative(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentError(f"{name} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise InvalidArgumentError(f"{name} must be >= 0, got {value!r}")
+    return float(value)
+
+
 def _count(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise InvalidArgumentError(f"{name} must be a positive int, got {value!r}")
@@ -59,6 +67,13 @@ class Options:
     were stopped here), e.g. to dispatch them again."""
     connect_timeout: float = 10.0
     max_connections: int = MAX_CONNECTIONS
+    default_keep: float = 86_400.0
+    """Seconds a succeeded task job is kept (its result, runs, counters) unless its task or
+    submit says otherwise."""
+    default_keep_failed: float = 7 * 86_400.0
+    """The same for the other finished statuses: failed, timed out, canceled, skipped."""
+    max_retained: int = 100_000
+    """Most finished task jobs kept pool-wide; beyond, the first finished are purged."""
 
     def __post_init__(self) -> None:
         for name in ("worker_shutdown_ttl", "job_sink_block"):
@@ -75,6 +90,11 @@ class Options:
                 f"{self.max_payload_size}; store large data elsewhere and pass a reference"
             )
         _count("max_connections", self.max_connections)
+        _non_negative("default_keep", self.default_keep)
+        _non_negative("default_keep_failed", self.default_keep_failed)
+        retained = self.max_retained
+        if isinstance(retained, bool) or not isinstance(retained, int) or retained < 0:
+            raise InvalidArgumentError(f"max_retained must be an int >= 0, got {retained!r}")
         if isinstance(self.connect_timeout, bool) or self.connect_timeout != 0:  # 0: try once
             _positive("connect_timeout", self.connect_timeout)
         if not isinstance(self.client_only, bool):

@@ -60,33 +60,67 @@ class Jobs:
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page[JobInfo]:
-        """Jobs of the given statuses (default: all), oldest first per status, optionally of
-        one queue, task or tenant; pass ``page.cursor`` back for the next page. Not a
-        snapshot: a job that changes status meanwhile may be missed or listed twice."""
+        """Jobs of the given statuses (default: all), optionally of one queue, task or
+        tenant: first the active ones, oldest admission first, then the finished ones (the
+        pool's history, kept for their keep time and up to ``max_retained``), newest first.
+        Pass ``page.cursor`` back for the next page: it is a position in the status indexes,
+        so jobs added or purged meanwhile move nothing (one that changes status between pages
+        may be missed or listed twice). A filtered page reads at most SCAN_FACTOR x ``limit``
+        index entries, so it may be short with a cursor to go on."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise InvalidArgumentError(f"limit must be an int 1..1000, got {limit!r}")
         wanted = _statuses(status)
-        index, offset = _cursor(cursor, len(wanted))
-        keys, client = self._layer.keys, self._layer.client
+        active, ended = [s for s in wanted if not s.terminal], [s for s in wanted if s.terminal]
+        groups = [g for g in (active, ended) if g]
+        group, after = _cursor(cursor, len(groups))
         items: list[JobInfo] = []
         budget = SCAN_FACTOR * limit
-        while index < len(wanted) and len(items) < limit and budget > 0:
+        while group < len(groups) and len(items) < limit and budget > 0:
             chunk = min(limit, budget)
-            members = await client.zrange(
-                keys.status(wanted[index].value), offset, offset + chunk - 1
+            entries = await self._layer.call(
+                "listing task jobs", partial(self._entries, groups[group], after, chunk)
             )
             budget -= chunk
-            offset += len(members)
-            if members:
-                raws = await self._layer.call("listing task jobs", partial(self._read, members))
-                for i, member in enumerate(members):
-                    info = self._decode(member.decode(), raws[2 * i], raws[2 * i + 1])
-                    if info is not None and _matches(info, queue, task, tenant):
-                        items.append(info)
-            if len(members) < chunk:
-                index, offset = index + 1, 0
-        done = index >= len(wanted)
-        return Page(items, None if done else f"{index}:{offset}")
+            raws = await self._layer.call(
+                "listing task jobs", partial(self._read, [key for key, _ in entries])
+            )
+            consumed = 0
+            for key, score in entries:
+                after = score
+                info = self._decode(key, raws[2 * consumed], raws[2 * consumed + 1])
+                consumed += 1
+                if info is not None and _matches(info, queue, task, tenant):
+                    items.append(info)
+                    if len(items) == limit:
+                        break
+            if len(entries) < chunk and consumed == len(entries):  # the group is done
+                group, after = group + 1, None
+        if group >= len(groups):
+            return Page(items, None)
+        return Page(items, f"{group}:{'-' if after is None else after}")
+
+    async def _entries(
+        self, statuses: Sequence[Status], after: int | None, count: int
+    ) -> Sequence[tuple[str, int]]:
+        """The next ``count`` (key, score) of one group of status indexes past ``after``:
+        active ones by generation upwards, finished ones by finish sequence downwards. The
+        indexes are read in one MULTI, so a job moving between them is seen once."""
+        keys = self._layer.keys
+        ended = statuses[0].terminal
+        pipe = self._layer.client.pipeline(transaction=True)
+        for s in statuses:
+            if ended:
+                top = "+inf" if after is None else f"({after}"
+                pipe.zrevrangebyscore(keys.status(s.value), top, "-inf", 0, count, True)
+            else:
+                bottom = "-inf" if after is None else f"({after}"
+                pipe.zrangebyscore(keys.status(s.value), bottom, "+inf", 0, count, True)
+        found = await pipe.execute()
+        merged = sorted(
+            ((int(score), member.decode()) for one in found for member, score in one),
+            reverse=ended,
+        )
+        return [(key, score) for score, key in merged[:count]]
 
     @public
     async def stats(self) -> JobStats:
@@ -128,13 +162,13 @@ class Jobs:
             at += 1
         return JobStats(statuses, queues, stats)
 
-    async def _read(self, members: Sequence[bytes]) -> Any:
+    async def _read(self, members: Sequence[str]) -> Any:
         """The record and error of each key, flat."""
         keys = self._layer.keys
         pipe = self._layer.client.pipeline(transaction=False)
         for member in members:
-            pipe.hget(keys.jobs, member.decode())
-            pipe.hget(keys.data(member.decode()), "err")
+            pipe.hget(keys.jobs, member)
+            pipe.hget(keys.data(member), "err")
         return await pipe.execute()
 
     def _decode(self, key: str, raw: bytes | None, err: bytes | None) -> JobInfo | None:
@@ -157,16 +191,18 @@ def _statuses(status: Status | Collection[Status] | None) -> list[Status]:
         raise InvalidArgumentError(f"unknown status in {status!r}") from exc
 
 
-def _cursor(cursor: str | None, count: int) -> tuple[int, int]:
+def _cursor(cursor: str | None, count: int) -> tuple[int, int | None]:
+    """(group of statuses, last score listed in it; None: from its start)."""
     if cursor is None:
-        return 0, 0
+        return 0, None
     try:
-        index, offset = (int(part) for part in cursor.split(":"))
+        group, score = cursor.split(":")
+        at = int(group), None if score == "-" else int(score)
     except (ValueError, AttributeError):
         raise InvalidArgumentError(f"not a cursor of jobs.list(): {cursor!r}") from None
-    if not (0 <= index <= count and offset >= 0):
+    if not 0 <= at[0] <= count:
         raise InvalidArgumentError(f"not a cursor of jobs.list(): {cursor!r}")
-    return index, offset
+    return at
 
 
 def _matches(info: JobInfo, queue: str | None, task: str | None, tenant: str | None) -> bool:

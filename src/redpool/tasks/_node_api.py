@@ -171,6 +171,8 @@ class TaskMethods(ScheduleMethods):
         if_active: Literal["reject", "return", "queue", "replace"] = "reject",
         tenant: str | None = None,
         labels: Mapping[str, str] | None = None,
+        keep: float | timedelta | None = None,
+        keep_failed: float | timedelta | None = None,
     ) -> JobHandle[R]: ...
 
     @overload
@@ -193,6 +195,8 @@ class TaskMethods(ScheduleMethods):
         if_active: Literal["reject", "return", "queue", "replace"] = "reject",
         tenant: str | None = None,
         labels: Mapping[str, str] | None = None,
+        keep: float | timedelta | None = None,
+        keep_failed: float | timedelta | None = None,
     ) -> JobHandle[Any]: ...
 
     async def submit(
@@ -214,6 +218,8 @@ class TaskMethods(ScheduleMethods):
         if_active: Literal["reject", "return", "queue", "replace"] = "reject",
         tenant: str | None = None,
         labels: Mapping[str, str] | None = None,
+        keep: float | timedelta | None = None,
+        keep_failed: float | timedelta | None = None,
     ) -> JobHandle[Any]:
         """Submit a task job and return its handle once admitted (it may not have started).
         ``key`` (default: a fresh one) is a singleton slot: while a job of that key is
@@ -222,21 +228,24 @@ class TaskMethods(ScheduleMethods):
         key's FIFO (it runs after the ones before it ended), ``"replace"`` cancels the active
         one and runs this one next. ``priority`` 0..9: 9 starts first. ``expires``: a job
         not started by then (seconds from now, or an aware datetime) is canceled instead.
-        ``max_interrupts``: runs lost with their worker before the job fails. Options
-        resolve here, once: submit > task > registry, and are stored with the job."""
+        ``max_interrupts``: runs lost with their worker before the job fails. ``keep`` /
+        ``keep_failed``: how long the job is kept once it succeeded / ended otherwise (0:
+        purged at the next retention pass). Options resolve here, once: submit > task >
+        registry (> node, for keep times), and are stored with the job."""
         return await self._submit_one(
             Submission(
                 task, params, key=key, queue=queue, priority=priority, delay=delay, at=at,
                 expires=expires, timeout=timeout, retry=retry, max_interrupts=max_interrupts,
                 idempotency_key=idempotency_key, idempotency_ttl=idempotency_ttl,
-                if_active=if_active, tenant=tenant, labels=labels,
+                if_active=if_active, tenant=tenant, labels=labels, keep=keep,
+                keep_failed=keep_failed,
             )
         )  # fmt: skip
 
     @public
     async def _submit_one(self, sub: Submission) -> JobHandle[Any]:
         """The error boundary of submit() (whose overloads it cannot wrap)."""
-        prepared = prepare(sub, self._opts.max_payload_size)
+        prepared = prepare(sub, self._opts.max_payload_size, self._keeps())
         [handle] = await self._admit(await self._started_layer(), [prepared])
         return handle
 
@@ -257,7 +266,7 @@ class TaskMethods(ScheduleMethods):
         for i, job in enumerate(jobs):
             try:
                 sub = job if isinstance(job, Submission) else _pair(job)
-                prepared.append(prepare(sub, self._opts.max_payload_size))
+                prepared.append(prepare(sub, self._opts.max_payload_size, self._keeps()))
                 check_in_batch(prepared[-1][0], keys, fingerprints)
             except InvalidArgumentError as exc:
                 raise InvalidArgumentError(f"submit_many item {i}: {exc}") from exc
@@ -266,6 +275,9 @@ class TaskMethods(ScheduleMethods):
         for at in range(0, len(prepared), SUBMIT_BATCH):
             handles += await self._admit(layer, prepared[at : at + SUBMIT_BATCH])
         return handles
+
+    def _keeps(self) -> tuple[float, float]:
+        return self._opts.default_keep, self._opts.default_keep_failed
 
     async def _admit(
         self, layer: TaskLayer, prepared: Sequence[tuple[Admit, Any]]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -46,14 +47,23 @@ UNSET: Any = _Unset()
 MAX_INTERRUPTS = 3  # runs of a job lost with their worker before it fails (a default)
 
 
-def seconds(value: float | timedelta | None, name: str) -> float | None:
-    """Seconds from ``value`` (None stays None); InvalidArgumentError if not > 0."""
+def seconds(value: float | timedelta | None, name: str, *, zero: bool = False) -> float | None:
+    """Seconds from ``value`` (None stays None); InvalidArgumentError unless > 0 (>= 0 with
+    ``zero``: a keep time of 0 purges a finished job at once)."""
     if value is None:
         return None
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise InvalidArgumentError(f"{name} must be seconds > 0, a timedelta or None: {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (value >= 0 if zero else value > 0)
+        or not math.isfinite(value)
+    ):
+        bound = ">= 0" if zero else "> 0"
+        raise InvalidArgumentError(
+            f"{name} must be seconds {bound}, a timedelta or None: {value!r}"
+        )
     return float(value)
 
 
@@ -133,6 +143,8 @@ class Task(Generic[P, R]):
     next_run_in: Callable[..., Any] | None = None
     max_interrupts: int = MAX_INTERRUPTS
     max_result_size: int = MIB
+    keep: float | None = None  # None: the registry's, else the submitting node's default
+    keep_failed: float | None = None
 
     @property
     def is_async(self) -> bool:
@@ -176,6 +188,8 @@ class Tasks:
         stall_timeout: float | timedelta | None = None,
         max_interrupts: int = MAX_INTERRUPTS,
         max_result_size: int = MIB,
+        keep: float | timedelta | None = None,
+        keep_failed: float | timedelta | None = None,
     ) -> None:
         self.default_queue = default_queue
         self.hooks = check_hooks(hooks)
@@ -184,6 +198,8 @@ class Tasks:
         self.retry = retry or Retry()
         self.max_interrupts = check_max_interrupts(max_interrupts)
         self.max_result_size = check_max_result_size(max_result_size)
+        self.keep = seconds(keep, "keep", zero=True)
+        self.keep_failed = seconds(keep_failed, "keep_failed", zero=True)
         self._tasks: dict[str, Task[Any, Any]] = {}
 
     def task(
@@ -201,6 +217,8 @@ class Tasks:
         next_run_in: Callable[..., Any] | None = None,
         max_interrupts: int = UNSET,
         max_result_size: int = UNSET,
+        keep: float | timedelta | None = None,
+        keep_failed: float | timedelta | None = None,
     ) -> TaskDecorator:
         """Register the decorated ``async def fn(run: RunContext, params) -> result`` (or a
         plain ``def``, which runs in a thread and gets a ``SyncRunContext``).
@@ -209,7 +227,9 @@ class Tasks:
         ``suspendable``: its runs may be suspended (they stop at a ``run.checkpoint()`` and
         give their slot back); ``on_suspend(run)`` is called on the worker once one did.
         ``next_run_in(run, outcome)``: when the task runs on a schedule, the seconds until
-        its next run after this one (None: the schedule's grid), as a returned NextRunIn."""
+        its next run after this one (None: the schedule's grid), as a returned NextRunIn.
+        ``keep`` / ``keep_failed``: how long its finished jobs are kept (None: the
+        registry's)."""
 
         if not isinstance(suspendable, bool):
             raise InvalidArgumentError(f"suspendable must be a bool, got {suspendable!r}")
@@ -223,6 +243,8 @@ class Tasks:
             if max_result_size is UNSET
             else check_max_result_size(max_result_size)
         )
+        keep_s = seconds(keep, "keep", zero=True)
+        keep_failed_s = seconds(keep_failed, "keep_failed", zero=True)
 
         def register(fn: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(fn) or len(inspect.signature(fn).parameters) < 1:
@@ -249,6 +271,8 @@ class Tasks:
                 next_run_in=next_run_in,
                 max_interrupts=interrupts,
                 max_result_size=result_size,
+                keep=self.keep if keep_s is None else keep_s,
+                keep_failed=self.keep_failed if keep_failed_s is None else keep_failed_s,
             )
             self._tasks[task_name] = task
             return task

@@ -31,6 +31,7 @@ class ScheduleMethods:
     _opts: Options
     _layer: Callable[[], TaskLayer]
     _started_layer: Callable[[], Awaitable[TaskLayer]]
+    _keeps: Callable[[], tuple[float, float]]
 
     @public
     async def schedule_job(
@@ -71,6 +72,7 @@ class ScheduleMethods:
                 tenant=tenant, labels=labels,
             ),
             self._opts.max_payload_size,
+            self._keeps(),
         )  # fmt: skip
         spec = schedule_spec(
             job, every, cron, tz, start_at, end_at, max_runs, overlap, catchup_window, jitter

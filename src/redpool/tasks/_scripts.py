@@ -32,6 +32,7 @@ _NAMES = (
     "task_progress",
     "task_purge",
     "task_release",
+    "task_retain",
     "task_schedule_suspend",
     "task_schedule_upsert",
     "task_schedule_wake",
@@ -56,6 +57,7 @@ ALLOW_OOM = frozenset(
         "task_maintain",
         "task_purge",
         "task_release",
+        "task_retain",
     }
 )
 
@@ -163,9 +165,18 @@ class Upkeep:
     now_ms: int
     untaken: list[tuple[str, str, int]]  # (key, worker, epoch) handed out, not yet claimed
     interrupted: int
-    purged: int
     unregistered: list[str]  # own workers reaped while the node was cut off
     pending: list[tuple[str, str, int, str]]  # (key, worker, epoch, status) of own flagged runs
+
+
+@dataclass(frozen=True, slots=True)
+class Retained:
+    """task_retain's answer: jobs purged as their keep time passed, and as more than
+    ``max_retained`` were kept; ``more``: the batch was full (call again)."""
+
+    expired: int
+    evicted: int
+    more: bool
 
 
 class TaskScripts(ScriptRunner):
@@ -314,7 +325,7 @@ class TaskScripts(ScriptRunner):
         await self._run("task_configure_queue", [queue, max_running, max_queued])
 
     async def maintain(self, node: str, ttl_ms: int, limit: int, workers: Sequence[str]) -> Upkeep:
-        due, now, flat, interrupted, purged, unregistered, flagged = await self._run(
+        due, now, flat, interrupted, unregistered, flagged = await self._run(
             "task_maintain", [node, ttl_ms, limit, *workers]
         )
         untaken = [
@@ -329,7 +340,6 @@ class TaskScripts(ScriptRunner):
             int(now),
             untaken,
             int(interrupted),
-            int(purged),
             [text(w) for w in unregistered],
             pending,
         )
@@ -354,6 +364,11 @@ class TaskScripts(ScriptRunner):
     async def release(self, worker: str, key: str, epoch: int, target: str) -> str:
         """'ok' or 'unowned' (the run's end released its holds already)."""
         return text(await self._run("task_release", [worker, key, epoch, target]))
+
+    async def retain(self, limit: int, max_retained: int) -> Retained:
+        """Purge up to ``limit`` finished jobs (lua/task_retain.lua)."""
+        expired, evicted, more = await self._run("task_retain", [limit, max_retained])
+        return Retained(int(expired), int(evicted), bool(int(more)))
 
     async def purge(self, limit: int) -> str:
         """'more' or 'done' (lua/task_purge.lua)."""

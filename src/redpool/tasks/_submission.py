@@ -77,19 +77,30 @@ class Submission:
     if_active: str = "reject"
     tenant: str | None = None
     labels: Mapping[str, str] | None = None
+    keep: float | timedelta | None = None
+    keep_failed: float | timedelta | None = None
 
 
-def prepare(sub: Submission, max_params_size: int) -> tuple[Admit, Any]:
-    """The stored form of a submit: options resolved once (submit > task > registry) and
+def prepare(
+    sub: Submission, max_params_size: int, node_keeps: tuple[float, float]
+) -> tuple[Admit, Any]:
+    """The stored form of a submit: options resolved once (submit > task > registry; keep
+    times last from the submitting node's ``default_keep`` / ``default_keep_failed``) and
     checked; InvalidArgumentError for anything wrong, before anything is sent."""
     task = sub.task
+    keeps = [
+        seconds(sub.keep, "keep", zero=True),
+        seconds(sub.keep_failed, "keep_failed", zero=True),
+    ]
     if isinstance(task, Task):
         name, default_queue, result_type = task.name, task.queue, task.result_type
         task_timeout, task_retry = task.timeout, task.retry
         stall, task_interrupts = task.stall_timeout, task.max_interrupts
+        task_keeps = [task.keep, task.keep_failed]
     elif isinstance(task, str) and task:
         name, default_queue, result_type = task, "default", None
         task_timeout, task_retry, stall, task_interrupts = None, Retry(), None, MAX_INTERRUPTS
+        task_keeps = [None, None]
     else:
         raise InvalidArgumentError(f"task must be a Task or a task name, got {task!r}")
     if sub.if_active not in ("reject", "return", "queue", "replace"):
@@ -141,8 +152,8 @@ def prepare(sub: Submission, max_params_size: int) -> tuple[Admit, Any]:
         "ma": policy.max_attempts or 0,
         "mi": interrupts,
         "rs": policy.wait_spec(),
-        "kp": round(DAY * 1000),
-        "kf": round(7 * DAY * 1000),
+        "kp": _resolved_ms(keeps[0], task_keeps[0], node_keeps[0]),
+        "kf": _resolved_ms(keeps[1], task_keeps[1], node_keeps[1]),
         "pri": priority,
         "tn": sub.tenant or "",
         "lb": dict(labels or {}),
@@ -181,3 +192,8 @@ def check_in_batch(job: Admit, keys: set[str], fingerprints: dict[str, str]) -> 
                 f"idempotency key {job.idempotency_key!r} is given twice in the batch with "
                 "other params"
             )
+
+
+def _resolved_ms(*levels: float | None) -> int:
+    """The first level that sets a value (the node's always does), in ms."""
+    return round(next(v for v in levels if v is not None) * 1000)
