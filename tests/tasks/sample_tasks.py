@@ -351,3 +351,11 @@ def sync_stall_once(run: SyncRunContext, params: None) -> int:
             raise
     record(run, "end")
     return run.interrupts
+
+
+@tasks.task(name="brief", keep=0.3, keep_failed=0.3)
+async def brief(run: RunContext, params: str) -> str:
+    """Kept only 0.3 s once finished (the task's own keep times)."""
+    if params == "fail":
+        raise RuntimeError("brief failure")
+    return params
