@@ -85,7 +85,7 @@ async def test_max_retained_keeps_exactly_the_newest_finished_jobs(
     async def purged_down() -> bool:
         return (await node.jobs.stats()).statuses[redpool.Status.SUCCEEDED] == 100
 
-    await eventually(purged_down, what="purged down to max_retained")
+    await eventually(purged_down, timeout=30, what="purged down to max_retained")
     for key in keys[:50]:
         assert await _gone(node.job(key)), key
     for key in keys[50:]:
