@@ -33,10 +33,13 @@ for at = 1, #ARG, 11 do
 end
 
 -- The queue's max_queued (-1: none; a key's FIFO is bounded by it too, 100000 without).
+local caps = {}
 local function max_queued(queue)
-  local conf = decode(redis.call('HGET', TQUEUES, queue) or '')
-  if conf and conf.mq and conf.mq >= 0 then return conf.mq end
-  return -1
+  if caps[queue] == nil then
+    local conf = decode(redis.call('HGET', TQUEUES, queue) or '')
+    caps[queue] = conf and conf.mq and conf.mq >= 0 and conf.mq or -1
+  end
+  return caps[queue]
 end
 
 -- What admitting ``j`` does, given what the batch's earlier jobs did (``batch``: keys they
@@ -64,10 +67,18 @@ local function classify(j, batch)
   return 'fresh', old
 end
 
--- First pass: every job's fate, and the caps, before anything is written.
+-- First pass: every job's fate, and the caps, before anything is written. A job no earlier
+-- job of the batch shares its key or idempotency key with keeps its classification for the
+-- second pass (no other job's writes touch what it read); the others are classified again.
 local batch, waiting, queued_behind = {active = {}, idem = {}}, {}, {}
+local decided, touched, seen = {}, {}, {}
 for i, j in ipairs(jobs) do
   local kind, reply = classify(j, batch)
+  if not touched[j.key] and not (j.ik ~= '' and seen[j.ik]) and kind ~= 'idem' then
+    decided[i] = {kind, reply}
+  end
+  touched[j.key] = true
+  if j.ik ~= '' then seen[j.ik] = true end
   if kind == 'conflict' or kind == 'exists' then return {'refused', i, reply} end
   local cap = max_queued(j.queue)
   if kind == 'fifo' then
@@ -90,8 +101,9 @@ end
 
 local NONE = {active = {}, idem = {}}
 
-local function submit(j)
-  local kind, found = classify(j, NONE)
+local function submit(i, j)
+  local kind, found
+  if decided[i] then kind, found = decided[i][1], decided[i][2] else kind, found = classify(j, NONE) end
   if kind ~= 'fifo' and kind ~= 'fresh' then return found end
   local key, queue, params = j.key, j.queue, j.params
   local entry = {t = j.task, q = queue, o = j.opts, d = j.delay,
@@ -136,5 +148,5 @@ local function submit(j)
 end
 
 local out = {}
-for _, j in ipairs(jobs) do out[#out + 1] = submit(j) end
+for i, j in ipairs(jobs) do out[#out + 1] = submit(i, j) end
 return out
