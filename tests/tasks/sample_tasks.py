@@ -359,3 +359,13 @@ async def brief(run: RunContext, params: str) -> str:
     if params == "fail":
         raise RuntimeError("brief failure")
     return params
+
+
+@tasks.task(name="big_state")
+async def big_state(run: RunContext, size: int) -> str:
+    """Checkpoints a state of ``size`` bytes; returns the error it got ('' if none)."""
+    try:
+        await run.checkpoint({"blob": b"x" * size})
+    except redpool.InvalidArgumentError as exc:
+        return type(exc).__name__
+    return ""

@@ -19,6 +19,7 @@ from tests.tasks.conftest import TaskWorkerProc, read_events
 from tests.tasks.sample_tasks import (
     AddParams,
     add,
+    big_state,
     counter,
     echo,
     sleep,
@@ -290,3 +291,12 @@ async def test_a_killed_workers_suspending_run_ends_suspended_and_resumes_elsewh
 
 async def _is(handle: redpool.JobHandle[int], status: redpool.Status) -> bool:
     return await handle.status() is status
+
+
+async def test_a_checkpoint_state_over_1_mib_is_refused(
+    make_node: MakeNode, task_workers: Workers
+) -> None:
+    await task_workers()
+    client = await make_node(client_only=True)
+    assert await client.run(big_state, 2 * 1024 * 1024, timeout=10) == "InvalidArgumentError"
+    assert await client.run(big_state, 1000, timeout=10) == ""

@@ -10,6 +10,7 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
+from .._options import MIB
 from .._validate import check_key
 from ..errors import InvalidArgumentError, RunStoppedError
 from ._codec import decode, encode
@@ -165,4 +166,12 @@ class SyncRunContext(RunContext):
 
 
 def _state(state: Any) -> bytes | None:
-    return None if state is _NO_STATE else encode(state, "checkpoint state")
+    if state is _NO_STATE:
+        return None
+    encoded = encode(state, "checkpoint state")
+    if len(encoded) > MIB:  # stored in Redis and read back by every resumed run
+        raise InvalidArgumentError(
+            f"checkpoint state of {len(encoded)} bytes exceeds 1 MiB; keep large state "
+            "elsewhere and checkpoint a reference to it"
+        )
+    return encoded
