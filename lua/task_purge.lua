@@ -34,7 +34,8 @@ if redis.call('HLEN', TJOBS) + redis.call('HLEN', TWORKERS) + redis.call('SCARD'
   return 'more'
 end
 for status, _ in pairs(TERMINAL) do redis.call('DEL', by_status(status)) end
-for _, status in ipairs({'new', 'scheduled', 'queued', 'locked', 'starting', 'running', 'canceling'}) do
+for _, status in ipairs({'new', 'scheduled', 'queued', 'locked', 'starting', 'running', 'canceling',
+    'pausing', 'paused', 'suspending', 'suspended'}) do
   redis.call('DEL', by_status(status))
 end
 redis.call('DEL', TDELAYED, TDONE, TMETA, TIDEM, TIDEM_EXPIRY, THOLDS)
