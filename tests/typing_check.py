@@ -84,6 +84,17 @@ async def double(run: redpool.RunContext, params: int) -> int:
     return params * 2
 
 
+@tasks.task(name="typed.resumable", suspendable=True, on_suspend=lambda run: None)
+async def resumable(run: redpool.RunContext, rows: int) -> int:
+    done: int = (run.checkpoint_state or {}).get("done", 0)
+    last: redpool.Progress | None = run.last_progress
+    print(run.resumed, last)
+    while done < rows:
+        done += 1
+        await run.checkpoint({"done": done})
+    return done
+
+
 async def documented_tasks_usage(url: str) -> None:
     node = await redpool.add_node("pool", url)
     await node.add_task_worker(tasks, concurrency=4, queues={"default": None, "compute": 1})
@@ -97,6 +108,18 @@ async def documented_tasks_usage(url: str) -> None:
     other = node.job("d:1")
     final: redpool.Status = await other.cancel(wait=True, timeout=5)
     print(value, status, info.status, info.error, runs, direct, final)
+    export = await node.submit(resumable, 10)
+    try:
+        paused: redpool.Status = await export.pause(ack_timeout=1.0)
+        resumed: redpool.Status = await export.resume()
+        suspended: redpool.Status = await export.suspend(wait=True, timeout=5)
+        print(paused, resumed, suspended)
+    except redpool.PauseTimeoutError as exc:
+        print(exc.timeout)
+    except redpool.NotSuspendableError as exc:
+        print(exc.status)
+    except redpool.InvalidTransitionError as exc:
+        print(exc.status, exc.action)
     try:
         await node.submit("typed.double", 1, key="d:1", if_active="reject")
     except redpool.JobExistsError as exc:
