@@ -25,6 +25,7 @@ from tests.tasks.sample_tasks import (
     sleep,
     steady_counter,
     sync_counter,
+    tasks,
 )
 
 Workers = Callable[..., Awaitable[TaskWorkerProc]]
@@ -300,3 +301,24 @@ async def test_a_checkpoint_state_over_1_mib_is_refused(
     client = await make_node(client_only=True)
     assert await client.run(big_state, 2 * 1024 * 1024, timeout=10) == "InvalidArgumentError"
     assert await client.run(big_state, 1000, timeout=10) == ""
+
+
+class _SlowEnd:
+    """A hook that takes a while once a run ended: the upkeep repeats the run's cancel
+    meanwhile (its record says canceling until the report)."""
+
+    async def on_finally(self, run: redpool.RunContext, outcome: str) -> None:
+        await asyncio.sleep(1.5)
+
+
+async def test_a_repeated_request_does_not_cancel_the_report_of_a_run_that_ended(
+    make_node: MakeNode, task_events: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDPOOL_TASK_EVENTS", str(task_events))
+    worker = await make_node()
+    await worker.add_task_worker(tasks, hooks=[_SlowEnd()])
+    client = await make_node(client_only=True)
+    handle = await client.submit(sleep, {"s": 30}, key="s")
+    await eventually(lambda: len(_events(task_events, "s")) == 1, what="started")
+    # Was stuck canceling: the repeated cancel hit the hook, and the report never ran.
+    assert await handle.cancel(timeout=10) is redpool.Status.CANCELED

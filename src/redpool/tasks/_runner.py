@@ -51,6 +51,7 @@ class _Run:
     error: BaseException | None = None
     watchdog: asyncio.TimerHandle | None = None  # stall_timeout
     next_in: float | None = None  # a schedule's run returned NextRunIn
+    ended: bool = False  # its code stopped: hooks and the report run, and are never canceled
 
 
 class TaskWorker:
@@ -137,6 +138,8 @@ class TaskWorker:
         run = self._runs.get(key)
         if run is None or run.task is None or (epoch is not None and run.epoch != epoch):
             return
+        if run.ended:  # a late request (the upkeep repeats pending ones) must not cancel the
+            return  # report: the record would stay on this worker, and the key busy
         run.stop = run.stop or reason
         run.task.cancel()
         run.control.wake()
@@ -153,6 +156,7 @@ class TaskWorker:
     async def _execute(self, claim: Claim, run: _Run) -> None:
         try:
             outcome, value, retry_ms = await self._outcome(claim, run)
+            run.ended = True
             if outcome == "suspended" and run.ctx is not None:
                 await self._on_suspend(claim, run.ctx)
             if run.ctx is not None and run.hooks:
