@@ -16,6 +16,7 @@ import msgpack
 import tenacity
 from structlog.typing import FilteringBoundLogger
 
+from .._batch import Batcher
 from .._redis import retry_transient
 from .._threads import call_maybe_async, call_stoppable
 from ..errors import (
@@ -33,7 +34,7 @@ from ._control import Deadline, RunControl
 from ._holds import HoldWaits, RunHolds
 from ._recurring import NextRunIn, run_hint
 from ._registry import Task, Tasks, wait_seconds
-from ._scripts import Claim, TaskScripts
+from ._scripts import Claim, Report, TaskScripts
 
 REPORT_DEADLINE = 30.0  # a report retried this long through an outage; the lease decides after
 
@@ -81,6 +82,7 @@ class TaskWorker:
         self._on_retry = on_retry
         self.log = log.bind(worker=worker_id)
         self._runs: dict[str, _Run] = {}
+        self._reports: Batcher[Report, tuple[str, str, int]] = Batcher(self._flush_reports)
 
     def __repr__(self) -> str:
         return f"<redpool.TaskWorker {self.id} running={len(self._runs)}>"
@@ -305,16 +307,21 @@ class TaskWorker:
 
         return owned
 
+    async def _flush_reports(self, reports: Sequence[Report]) -> list[tuple[str, str, int]]:
+        """The reports of one event-loop turn in one task_finish call (safe to retry: a
+        report that went through is refused as 'unowned' the second time)."""
+        return await retry_transient(
+            lambda: self._scripts.finish(self.id, reports),
+            time.monotonic() + REPORT_DEADLINE,
+            f"reporting {len(reports)} task run(s)",
+        )
+
     async def _report(
         self, claim: Claim, outcome: str, value: bytes, retry_ms: int, hint: bytes = b""
     ) -> None:
         try:
-            verdict, status, due_ms = await retry_transient(
-                lambda: self._scripts.finish(
-                    self.id, claim.key, claim.epoch, outcome, value, retry_ms, hint
-                ),
-                time.monotonic() + REPORT_DEADLINE,
-                f"reporting task job {claim.key!r}",
+            verdict, status, due_ms = await self._reports.submit(
+                (claim.key, claim.epoch, outcome, value, retry_ms, hint)
             )
         except Exception as exc:
             # The lease decides: if it expires, the run is interrupted and placed again.

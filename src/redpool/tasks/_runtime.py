@@ -96,6 +96,7 @@ class TaskLayer:
             waiter.cancel()
         if self._reader is not None:
             await self._reader.aclose()
+        await self.scripts.aclose()
 
     def memo(self) -> tuple[str, int]:
         """A request id unique in the pool and how long Redis keeps its call's memo (ms): a

@@ -179,9 +179,19 @@ class Retained:
     more: bool
 
 
+# A run's report for task_finish: key, epoch, outcome, value, retry in ms (-1: none), and a
+# schedule's hint for its next run (b"" for other jobs).
+Report = tuple[str, int, str, bytes, int, bytes]
+
+# The scripts on the path of every task (submit, then the worker's claim and finish) get
+# connections of their own, as the core's admit and started: a pool checkout (a lock and a
+# health-check read) was a large part of a worker's CPU per report (cProfile, bench/tasks.py).
+HOT = ("task_submit", "task_claim", "task_finish")
+
+
 class TaskScripts(ScriptRunner):
     def __init__(self, client: aioredis.Redis, keys: TaskKeys) -> None:
-        super().__init__(client, keys.script_keys(), keys.script_templates(), _sources())
+        super().__init__(client, keys.script_keys(), keys.script_templates(), _sources(), HOT)
 
     async def submit(self, jobs: Sequence[Admit]) -> list[Admission] | Refusal | None:
         """One admission per job, in order; a Refusal when one job was refused (then none
@@ -272,22 +282,14 @@ class TaskScripts(ScriptRunner):
         ]  # fmt: skip
         return text(await self._run("task_checkpoint", args))
 
-    async def finish(
-        self,
-        worker: str,
-        key: str,
-        epoch: int,
-        outcome: str,
-        value: bytes,
-        retry_in_ms: int,
-        next_run: bytes = b"",
-    ) -> tuple[str, str, int]:
-        """(verdict 'ok' | 'unowned', the job's status after the report, due in ms when
-        scheduled, else -1). ``next_run``: a schedule's hint (lua/task_finish.lua)."""
-        res = await self._run(
-            "task_finish", [worker, key, epoch, outcome, value, retry_in_ms, next_run]
-        )
-        return text(res[0]), text(res[1]), int(res[3]) if len(res) > 3 else -1
+    async def finish(self, worker: str, reports: Sequence[Report]) -> list[tuple[str, str, int]]:
+        """Per report (verdict 'ok' | 'unowned', the job's status after it, due in ms when
+        scheduled, else -1); see ``Report`` and lua/task_finish.lua."""
+        args: list[str | int | bytes] = [worker]
+        for report in reports:
+            args += report
+        res = await self._run("task_finish", args)
+        return [(text(verdict), text(status), int(due)) for verdict, status, due in res[0]]
 
     async def wait(self, key: str, node: str, request: int, generation: int) -> Outcome:
         res = await self._run("task_wait", [key, node, request, generation])
