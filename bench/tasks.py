@@ -36,6 +36,7 @@ from .common import (
     Row,
     client_node,
     command_calls,
+    cpu_seconds,
     delta,
     per,
     rss_kib,
@@ -101,7 +102,8 @@ async def _redpool(ctx: Context, records: aioredis.Redis, result: Result) -> Non
         await records.delete(RECORDS)
         await asyncio.sleep(SETTLE)
 
-        cost = _Cost(stats, sent, workers)
+        assert ctx.server.proc is not None
+        cost = _Cost(stats, sent, workers, ctx.server.proc.pid)
         await cost.mark()
         latency = await _latency(sizes.tasks_latency_jobs, submit, records)
         await asyncio.sleep(SETTLE)
@@ -173,6 +175,18 @@ async def _redpool(ctx: Context, records: aioredis.Redis, result: Result) -> Non
             f"{n:,} tasks by submit_many (500 per call); submitting took {submit_s:.2f} s",
         )
     )
+    cpu = batched["cpu_us_per_task"]
+    result.rows.append(
+        Row(
+            NAME,
+            "redpool_cpu_per_task",
+            "redpool CPU per task (submit_many run)",
+            sum(cpu.values()),
+            "µs",
+            None,
+            ", ".join(f"{k} {v:,.0f}" for k, v in cpu.items()),
+        )
+    )
     for label, data, key in (("batched", batched, "batched"), ("sequential", seq, "seq")):
         result.rows.append(
             Row(
@@ -202,10 +216,18 @@ class _Cost:
     """Redis commands (commandstats, script internals included) and the round trips sent by
     the submitting node and by the worker processes, between ``mark()`` and ``per_task()``."""
 
-    def __init__(self, stats: aioredis.Redis, sent: Counter[str], workers: list[Member]) -> None:
+    def __init__(
+        self, stats: aioredis.Redis, sent: Counter[str], workers: list[Member], redis_pid: int
+    ) -> None:
         self.stats, self.sent, self.workers = stats, sent, workers
+        self.pids = {"redis-server": redis_pid} | {f"worker {m.label}": m.pid for m in workers}
         self.calls0: Counter[str] = Counter()
         self.trips0: Counter[str] = Counter()
+        self.cpu0: dict[str, float] = {}
+
+    def _cpu(self) -> dict[str, float]:
+        out = {name: cpu_seconds(pid) or 0.0 for name, pid in self.pids.items()}
+        return out | {"submitter (this process)": time.process_time()}
 
     async def _trips(self) -> Counter[str]:
         out = Counter(self.sent)
@@ -215,11 +237,14 @@ class _Cost:
 
     async def mark(self) -> None:
         self.calls0, self.trips0 = await command_calls(self.stats), await self._trips()
+        self.cpu0 = self._cpu()
 
     async def per_task(self, n: int) -> dict[str, Any]:
+        cpu = {k: v - self.cpu0[k] for k, v in self._cpu().items()}
         calls = delta(await command_calls(self.stats), self.calls0)
         trips = delta(await self._trips(), self.trips0)
         return {
+            "cpu_us_per_task": {k: round(v * 1e6 / n, 1) for k, v in cpu.items()},
             "tasks": n,
             "commands": sum(calls.values()) / n,
             "by_command": per(calls, n),
