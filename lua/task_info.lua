@@ -25,8 +25,8 @@ if rec.g < wanted then
   end
   return {'missing'}
 end
-for _, item in ipairs(redis.call('XREVRANGE', runs(key), '+', '-', 'COUNT', HISTORY)) do
-  local run = decode(item[2][2])
+for _, item in ipairs(redis.call('LRANGE', runs(key), 0, HISTORY - 1)) do
+  local run = decode(item)
   if run and run.g == wanted and run.o ~= 'interrupted' then
     local err = ''
     if type(run.err) == 'table' then err = cmsgpack.pack(run.err) end

@@ -130,7 +130,7 @@ async def test_the_runs_of_a_key_are_capped_at_20(
         generations.append(handle.generation)
     runs = await node.job("again").runs(limit=100)
     assert [run.generation for run in runs] == generations[::-1][:20]
-    assert await redis.xlen(f"redpool:{{{pool_name}}}:t:runs:again") == 20
+    assert await redis.llen(f"redpool:{{{pool_name}}}:t:runs:again") == 20
     assert (await node.job("again").metrics()).runs == 30  # the counters count every run
 
 

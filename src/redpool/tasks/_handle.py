@@ -255,17 +255,20 @@ class JobHandle(Generic[R]):
 
     @public
     async def runs(self, limit: int = 20) -> list[RunInfo]:
-        """The job's last finished runs, newest first (interrupted ones included)."""
+        """The job's last finished runs (up to 20 are kept), newest first (interrupted ones
+        included)."""
         layer = self._layer
+        if limit < 1:
+            return []
         entries = await layer.call(
             f"runs of {self.key!r}",
-            lambda: layer.client.xrevrange(layer.keys.runs(self.key), count=limit),
+            lambda: awaitable(layer.client.lrange(layer.keys.runs(self.key), 0, limit - 1)),
         )
         out: list[RunInfo] = []
-        for _, fields in entries:
+        for entry in entries:
             try:
-                out.append(decode_run(fields[b"r"]))
-            except (CorruptEntryError, KeyError):
+                out.append(decode_run(entry))
+            except CorruptEntryError:
                 self._layer.log.warning("corrupt run entry skipped", key=self.key)
         return out
 

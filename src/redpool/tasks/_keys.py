@@ -65,7 +65,8 @@ class TaskKeys:
         return f"{self.prefix}data:{key}"
 
     def runs(self, key: str) -> str:
-        """STREAM of a job's finished runs (capped ~20): the history ``runs()`` reads."""
+        """LIST of a job's finished runs, newest first, msgpack each (capped at 20): what
+        ``runs()`` reads."""
         return f"{self.prefix}runs:{key}"
 
     def inbox(self, node_id: str) -> str:
