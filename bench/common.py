@@ -58,7 +58,7 @@ class Sizes:
     peer_throughput_jobs: int = 2000
     tasks_latency_jobs: int = 200
     tasks_result_jobs: int = 100
-    tasks_throughput_jobs: int = 4000
+    tasks_throughput_jobs: int = 2000
     tasks_cost_jobs: int = 2000
     tasks_queued_jobs: int = 100_000
     ping_samples: int = 2000

@@ -51,6 +51,7 @@ from .task_peers import PEERS, Sizes, TaskPeer, run_peer
 NAME = "tasks"
 WORKER = ["bench.task_member", "--concurrency", "10"]
 SUBMITTER = ["bench.task_member", "--concurrency", "0"]
+DRAIN_S = 180.0  # how long the worker node works through the queued jobs, at most
 SETTLE = 0.5  # after the last body ran, for its report (task_finish) to be counted too
 
 
@@ -301,11 +302,11 @@ async def _backlog(ctx: Context, records: aioredis.Redis, result: Result) -> Non
         (worker,) = await members.spawn(1, command=WORKER, prefix="w")
         rss_worker_idle = rss_kib(worker.pid)
         peak = rss_worker_idle or 0
-        deadline = time.monotonic() + 900
-        while await cast(Awaitable[int], records.llen(RECORDS)) < n + 1:
+        deadline = time.monotonic() + DRAIN_S
+        while (ran := await cast(Awaitable[int], records.llen(RECORDS))) < n + 1:
             peak = max(peak, rss_kib(worker.pid) or 0)
             if time.monotonic() > deadline:
-                raise RuntimeError("the worker did not work through the queued jobs in 900 s")
+                break  # enough to see the RSS; the rest is shut down with the pool
             await asyncio.sleep(0.25)
         drain_s = time.monotonic() - t0
         async with client_node(ctx, pool) as node:
@@ -327,6 +328,7 @@ async def _backlog(ctx: Context, records: aioredis.Redis, result: Result) -> Non
         "worker_rss_kib_idle": rss_worker_idle,
         "worker_rss_kib_peak": peak,
         "drain_s": drain_s,
+        "drained": ran,
     }
     top = ", ".join(f"{k} {v / n:.0f}" for k, v in list(keys.items())[:5])
     result.rows.append(
@@ -361,7 +363,7 @@ async def _backlog(ctx: Context, records: aioredis.Redis, result: Result) -> Non
             "MiB",
             None,
             f"peak; joined with {n:,} queued (concurrency 10); idle "
-            f"{(rss_worker_idle or 0) / 1024:.1f} MiB; drained at {n / drain_s:,.0f} tasks/s",
+            f"{(rss_worker_idle or 0) / 1024:.1f} MiB; ran {ran:,} in {drain_s:.0f} s",
         )
     )
 
