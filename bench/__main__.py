@@ -67,7 +67,7 @@ SCENARIOS: dict[str, tuple[Scenario, float]] = {
     "recovery": (recovery.run, 600),
     "peers": (peer_queues.run, 900),
     "tasks": (tasks.run, 1800),
-    "recurring": (recurring.run, 300),
+    "recurring": (recurring.run, 600),
 }
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
 

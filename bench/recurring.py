@@ -17,7 +17,7 @@ import redpool
 from .common import Context, Result, Row, command_calls, delta, shutdown_pool, summary_ms
 
 NAME = "recurring"
-FULL_SIZES = (10_000, 10.0, 3)  # schedules, every (s), periods measured
+FULL_SIZES = (10_000, 60.0, 2)  # schedules, every (s), periods measured
 SMOKE_SIZES = (300, 1.0, 3)
 
 tasks = redpool.Tasks()

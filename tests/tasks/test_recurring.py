@@ -22,6 +22,7 @@ from redpool.tasks._recurring import cron_grid
 from tests.procs import ROOT
 from tests.tasks.conftest import TaskWorkerProc
 from tests.tasks.recurring_tasks import chooses, flaky, hooked, sleep
+from tests.tasks.recurring_tasks import tasks as recurring_tasks
 
 MakeNode = Callable[..., Awaitable[redpool.Node]]
 Workers = Callable[..., Awaitable[TaskWorkerProc]]
@@ -213,6 +214,43 @@ async def test_an_end_at_window_ends_the_schedule(make_node: MakeNode, workers: 
     info = await handle.job.wait(timeout=20)
     assert info.status == redpool.Status.ENDED
     assert 1 <= len(await handle.runs()) <= 5  # due at 0.1, 0.2, ... 0.5 s at most
+
+
+async def test_due_times_missed_while_no_node_ran_collapse_into_one_run(
+    make_node: MakeNode, workers: Workers, redis: aioredis.Redis, events_key: str
+) -> None:
+    node = await make_node(client_only=True)
+    handle = await node.schedule_job("missed", sleep, {"s": 0}, every=0.5)
+    anchor_ms = round((await handle.info()).created_at.timestamp() * 1000)
+    await node.close()  # the whole pool is down: nobody fires the 5 due times that pass
+    await asyncio.sleep(2.6)
+    await workers()
+    found = await until(redis, events_key, "missed", "end", 3)
+    slots = [(e[3] - anchor_ms) // 500 for e in found if e[0] == "start"]
+    assert slots[0] >= 5  # the one catch-up run, then one per grid point: no burst
+    assert slots == sorted(set(slots))
+
+
+async def test_a_catchup_window_skips_an_occurrence_later_than_it(
+    make_node: MakeNode,
+    redis: aioredis.Redis,
+    redis_url: str,
+    events_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    node = await make_node(client_only=True)
+    handle = await node.schedule_job("window", sleep, {"s": 0}, every=3.0, catchup_window=0.2)
+    anchor_ms = round((await handle.info()).created_at.timestamp() * 1000)
+    await node.close()
+    await asyncio.sleep(3.5)  # the due time at 3 s is missed by more than the window
+    monkeypatch.setenv("REDPOOL_RECUR_EVENTS", events_key)
+    monkeypatch.setenv("REDPOOL_RECUR_REDIS", redis_url)
+    back_ms = round(time.time() * 1000)
+    worker = await make_node()  # in this process: it fires the late due time at once
+    await worker.add_task_worker(recurring_tasks)
+    found = await until(redis, events_key, "window", "start", 1)
+    next_grid = anchor_ms + ((back_ms - anchor_ms) // 3000 + 1) * 3000
+    assert found[0][3] >= next_grid  # not run late: it waited for the next grid point
 
 
 async def test_kill_9_of_the_node_that_would_fire_loses_no_occurrence_and_runs_none_twice(
