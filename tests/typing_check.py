@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 
 import redpool
 
@@ -126,3 +127,19 @@ async def documented_tasks_usage(url: str) -> None:
         print(exc.handle)
     except redpool.JobUnsuccessfulError as exc:
         print(exc.info.status)
+
+
+async def documented_recurring_usage(node: redpool.Node) -> None:
+    schedule: redpool.ScheduleHandle = await node.schedule_job(
+        "cleanup", double, 1, every=timedelta(minutes=5), max_runs=3, overlap="buffer_one"
+    )
+    await node.schedule_job("nightly", "typed.double", 2, cron="30 2 * * *", tz="Europe/Berlin")
+    await schedule.wake(within=1.0)
+    await schedule.suspend()
+    await schedule.resume()
+    metrics: redpool.ScheduleMetrics = await schedule.metrics()
+    info: redpool.ScheduleInfo = await schedule.info()
+    listed: list[redpool.ScheduleInfo] = await node.schedules()
+    status: redpool.Status = await node.schedule_handle("cleanup").cancel()
+    print(metrics.ok, metrics.next_run_at, info.every, listed, status, redpool.Status.ENDED)
+    print(redpool.NextRunIn(5), redpool.NextRunIn(timedelta(seconds=1)).delay)

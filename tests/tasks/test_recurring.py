@@ -191,6 +191,23 @@ async def test_a_wake_only_moves_the_next_run_earlier(make_node: MakeNode) -> No
     assert moved is not None and planned is not None and moved < planned
 
 
+async def test_jitter_delays_each_due_time_by_the_same_amount_on_every_node(
+    make_node: MakeNode,
+) -> None:
+    a, b = await make_node(client_only=True), await make_node(client_only=True)
+    offsets = set()
+    for i in range(20):
+        handle = await a.schedule_job(f"j:{i}", sleep, {}, every=3600, jitter=60)
+        info = await handle.info()
+        assert info.next_run_at is not None
+        offset = info.next_run_at - info.created_at - timedelta(hours=1)
+        assert timedelta(0) <= offset <= timedelta(seconds=60)
+        offsets.add(offset)
+        again = await b.schedule_job(f"j:{i}", sleep, {}, every=3600, jitter=60)
+        assert (await again.info()).next_run_at == info.next_run_at
+    assert len(offsets) > 10  # spread, not one instant for all
+
+
 async def test_max_runs_ends_the_schedule(make_node: MakeNode, workers: Workers) -> None:
     await workers()
     node = await make_node()
