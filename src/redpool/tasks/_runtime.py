@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 UPKEEP_LIMIT = 100  # placements per upkeep call
 FIRE_LIMIT = 200  # due jobs placed per task_fire call
-RETAIN_BATCH = 200  # finished jobs purged per task_retain call (~1 ms of Redis time)
+RETAIN_BATCH = 100  # finished jobs purged per task_retain call (~10 commands each)
 _CONTROLS = frozenset({"cancel", "pause", "resume", "suspend"})  # inbox messages to an owner
 _REQUESTS = {"canceling": "cancel", "pausing": "pause", "suspending": "suspend"}
 DRAIN_GRACE = 5.0  # how long close() lets canceled runs report
