@@ -33,6 +33,7 @@ FIRE_LIMIT = 200  # due jobs placed per task_fire call
 RETAIN_BATCH = 100  # finished jobs purged per task_retain call (~10 commands each)
 _CONTROLS = frozenset({"cancel", "pause", "resume", "suspend"})  # inbox messages to an owner
 _REQUESTS = {"canceling": "cancel", "pausing": "pause", "suspending": "suspend"}
+TRIM_EVERY = 100  # read inbox entries between two XTRIMs
 DRAIN_GRACE = 5.0  # how long close() lets canceled runs report
 
 
@@ -65,6 +66,7 @@ class TaskLayer:
         self._loops: list[asyncio.Task[None]] = []
         self._reader: aioredis.Redis | None = None
         self._cursor = "0-0"
+        self._untrimmed = 0  # entries read since the inbox was last trimmed
         self._wake = asyncio.Event()
         self._due_at: float | None = None  # monotonic time of the earliest known due job
         self._beat_at = 0.0  # monotonic time of the next full upkeep
@@ -235,7 +237,13 @@ class TaskLayer:
         entries = reply[0][1]
         self._cursor = entries[-1][0].decode()
         await self._dispatch([_message(fields) for _, fields in entries])
-        await self.client.xtrim(self.keys.inbox(self.node_id), minid=self._cursor)
+        # Read entries are trimmed once TRIM_EVERY have gathered, not after every read: with
+        # one start per read (sequential submits) the XTRIM was a round trip of its own for
+        # each task; the inbox holds at most that many read entries more.
+        self._untrimmed += len(entries)
+        if self._untrimmed >= TRIM_EVERY:
+            await self.client.xtrim(self.keys.inbox(self.node_id), minid=self._cursor)
+            self._untrimmed = 0
 
     async def _dispatch(self, messages: list[list[Any]]) -> None:
         starts: dict[str, list[tuple[str, int]]] = {}
