@@ -53,6 +53,15 @@ local function start_now(key, rec, now)
   end
 end
 
+-- A schedule's due time that is now the earliest of all is told to every node's tasks layer
+-- (['due', in ms]), so each arms its timer at it: the node that wrote it may die before it.
+local function tell_due(key, due, now)
+  if redis.call('ZRANGE', TDELAYED, 0, 0)[1] ~= key then return end
+  for _, node in ipairs(redis.call('SMEMBERS', TNODES)) do
+    send(node, {'due', math.max(0, due - now)})
+  end
+end
+
 -- The schedule waits for the occurrence at grid point at (nil or past: due now, placed at once).
 local function schedule_at(key, rec, at, now)
   redis.call('ZREM', TDELAYED, key)
@@ -65,6 +74,7 @@ local function schedule_at(key, rec, at, now)
   set_status(key, rec, 'scheduled')
   save_task(key, rec)
   redis.call('ZADD', TDELAYED, rec.due, key)
+  tell_due(key, rec.due, now)
 end
 
 -- An occurrence ended (finish() of the prelude calls this for a schedule's record): the

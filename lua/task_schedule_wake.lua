@@ -26,6 +26,7 @@ if rec.s == 'scheduled' then
   rec.due = at
   save_task(key, rec)
   redis.call('ZADD', TDELAYED, at, key)
+  tell_due(key, at, now)
   return {'ok', rec.s, within}
 end
 rec.ag = 1

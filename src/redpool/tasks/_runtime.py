@@ -256,6 +256,8 @@ class TaskLayer:
                     self.workers[str(msg[2])].control(str(msg[1]), int(msg[3]), kind)
             elif kind == "free" and len(msg) == 2:
                 self.hold_waits.wake(str(msg[1]))
+            elif kind == "due" and len(msg) == 2:  # a schedule's, now the earliest of all
+                self.due_in(int(msg[1]) / 1000)
             elif kind == "done" and len(msg) >= 4:
                 future = self._waiters.get(int(msg[1]))
                 if future is not None and not future.done():
