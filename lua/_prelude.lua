@@ -155,3 +155,66 @@ local function release_worker(worker)
   redis.call('DEL', set)
   return released
 end
+
+-- Placement: consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam). A
+-- worker's load is the size of its owned set (its jobs from assigned to stopping); its limit
+-- is min(its capacity, ceil((1 + eps) * jobs / workers)), jobs counting the one being placed.
+-- The caller passes the ring's order of candidates for the key (the first distinct workers
+-- clockwise from its point, space-separated) and the ring's members (sorted ids); the walk
+-- takes the first candidate under its limit, then the rest of the ring in id order. When
+-- every worker is at its bound but some are below their capacity (capped workers could not
+-- take their share), the first of those in the same order takes the job; nil when every
+-- worker is at its capacity (the job waits in the queue).
+local LOADS, CAPS = {}, {}
+local function load_of(worker)
+  local n = LOADS[worker]
+  if n == nil then
+    n = redis.call('SCARD', owned(worker))
+    LOADS[worker] = n
+  end
+  return n
+end
+local function capacity_of(worker)  -- false: unbounded
+  local cap = CAPS[worker]
+  if cap == nil then
+    local ok, rec = pcall(cmsgpack.unpack, redis.call('HGET', WORKERS, worker) or '')
+    cap = ok and type(rec) == 'table' and tonumber(rec.n) or false
+    CAPS[worker] = cap
+  end
+  return cap
+end
+local function load_bound(eps, jobs, workers)
+  return math.ceil((1 + eps) * jobs / workers - 1e-9)
+end
+local function split(text)
+  local out = {}
+  for id in string.gmatch(text, '%S+') do out[#out + 1] = id end
+  return out
+end
+-- The worker for a job whose ring order is ``cands``, or nil; ``mine``: the worker that holds
+-- the job now ('' for none), whose slot counts as free for it.
+local function pick_worker(cands, members, bound, mine)
+  local spare, seen = nil, {}
+  local function fits(w)
+    local load, cap = load_of(w), capacity_of(w)
+    if w == mine then load = load - 1 end
+    if cap and load >= cap then return false end
+    if load < bound then return true end
+    spare = spare or w
+    return false
+  end
+  for w in string.gmatch(cands, '%S+') do
+    if fits(w) then return w end
+    seen[w] = true
+  end
+  for _, w in ipairs(members) do
+    if not seen[w] and fits(w) then return w end
+  end
+  return spare
+end
+-- The job moves from ``from`` ('' none) to ``to`` (picked above, so its load is known): the
+-- loads the rest of this call sees. Called before the owned sets change.
+local function moved_load(from, to)
+  if from ~= '' and LOADS[from] then LOADS[from] = LOADS[from] - 1 end
+  LOADS[to] = load_of(to) + 1
+end

@@ -1,37 +1,51 @@
--- assign: route jobs to workers chosen by the caller's ring (queued jobs, jobs of dead or
--- departed workers, requeued jobs once due, and rebalancing hand-offs after the old owner ran
--- stop()).
--- ARG: membership version of the caller's ring, ack grace ms, then triples
---      (key, expected epoch, target worker).
+-- assign: route jobs by the caller's ring (queued jobs, jobs of dead or departed workers,
+-- requeued jobs once due, and hand-offs after the old owner ran stop(): rebalancing, fencing,
+-- reconciliation).
+-- ARG: membership version of the caller's ring, ack grace ms, load epsilon, the ring's members
+--      (sorted worker ids, space-separated), then triples (key, expected epoch, the ring's
+--      order of candidate workers for the key, space-separated).
 -- Returns {'stale', current version} when the ring is out of date, {'shutdown', ''}, or
---   {'ok', moved count}.
+--   {'ok', moved count, {worker ids that were given jobs}}.
 -- Invariants: compare-and-set on the epoch, so of several nodes routing the same job at once
 -- exactly one wins; each assignment gets a fresh epoch from the pool-wide counter, which
 -- fences the previous owner and never repeats for the key; a queued job is not assigned
--- before it is due (a requeue's backoff runs on the Redis clock).
-local version, grace = ARG[1], tonumber(ARG[2])
+-- before it is due (a requeue's backoff runs on the Redis clock); a job goes only to a worker
+-- under its load limit (pick_worker; the worker holding it counts it as free), else it stays
+-- as it is (a queued job waits for a free slot; the heartbeat offers it again).
+local version, grace, eps, members = ARG[1], tonumber(ARG[2]), tonumber(ARG[3]), split(ARG[4])
 local meta = redis.call('HMGET', META, 'version', 'shutdown')
 if meta[2] then return {'shutdown', ''} end
 local current = meta[1] or '0'
 if current ~= version then return {'stale', current} end
 local now = now_ms()
-local moved = 0
-for i = 3, #ARG, 3 do
-  local key, epoch, target = ARG[i], tonumber(ARG[i + 1]), ARG[i + 2]
+local bound = load_bound(eps, redis.call('HLEN', JOBS), #members)
+local moved, full, to, targets = 0, false, {}, {}
+for i = 5, #ARG, 3 do
+  local key, epoch, cands = ARG[i], tonumber(ARG[i + 1]), ARG[i + 2]
   local rec = load_job(key)
   local due = true
   if rec and rec.s == 'queued' then
     due = tonumber(redis.call('ZSCORE', PENDING, key) or 0) <= now
   end
-  if rec and rec.e == epoch and rec.s ~= 'stopping' and due then
-    if rec.w ~= '' and rec.w ~= target then redis.call('SREM', owned(rec.w), key) end
-    rec.w, rec.s, rec.e = target, 'assigned', fresh_epochs(1)
-    save_job(key, rec)
-    redis.call('SREM', BACKLOG, key)
-    redis.call('ZADD', PENDING, now + grace, key)
-    redis.call('SADD', owned(target), key)
-    send(node_of(target), {'start', key, target, rec.e})
-    moved = moved + 1
+  if rec and rec.e == epoch and rec.s ~= 'stopping' and due and not (full and rec.w == '') then
+    local target = pick_worker(cands, members, bound, rec.w)
+    if not target then
+      full = full or rec.w == ''  -- no slot anywhere: the other unowned jobs need not look
+    else
+      moved_load(rec.w, target)
+      if rec.w ~= '' and rec.w ~= target then redis.call('SREM', owned(rec.w), key) end
+      rec.w, rec.s, rec.e = target, 'assigned', fresh_epochs(1)
+      save_job(key, rec)
+      redis.call('SREM', BACKLOG, key)
+      redis.call('ZADD', PENDING, now + grace, key)
+      redis.call('SADD', owned(target), key)
+      send(node_of(target), {'start', key, target, rec.e})
+      moved = moved + 1
+      if not to[target] then
+        to[target] = true
+        targets[#targets + 1] = target
+      end
+    end
   end
 end
-return {'ok', moved}
+return {'ok', moved, targets}

@@ -1,6 +1,7 @@
 -- stopped: a worker's stop() returned for jobs whose records say stopping.
 -- ARG: triples (key, worker, epoch).
--- Returns the number of jobs removed.
+-- Returns the number of jobs that wait for a worker with room (BACKLOG) when a job was removed
+--   (its slot is free: the caller routes the backlog now), else 0.
 -- Invariant: the key is free only once its owner has stopped it.
 local n = 0
 for i = 1, #ARG, 3 do
@@ -11,4 +12,5 @@ for i = 1, #ARG, 3 do
     n = n + 1
   end
 end
-return n
+if n > 0 then return redis.call('SCARD', BACKLOG) end
+return 0

@@ -49,7 +49,9 @@ async def test_max_queued_jobs_is_enforced_and_nothing_is_trimmed(make_node):
     node = await make_node(max_queued_jobs=3, ack_grace_period=5.0)
     pending = [asyncio.create_task(node.dispatch_job(f"k{i}")) for i in range(3)]
     await eventually(lambda: _count(node, 3), what="3 admitted")
-    with pytest.raises(redpool.QueueFullError, match="no live worker, and 3 jobs already wait"):
+    with pytest.raises(
+        redpool.QueueFullError, match="no live worker with room, and 3 jobs already wait"
+    ):
         await node.dispatch_job("one-too-many")
     handler = Recorder()
     await node.add_worker(handler)

@@ -176,6 +176,7 @@ async def add_node(
     default_keep: float = 86_400.0,
     default_keep_failed: float = 7 * 86_400.0,
     max_retained: int = 100_000,
+    load_epsilon: float = 0.25,
     logger: FilteringBoundLogger | logging.Logger | None = None,
     on_state_lost: StateLostHook | None = None,
 ) -> Node:
@@ -197,6 +198,7 @@ async def add_node(
         default_keep=default_keep,
         default_keep_failed=default_keep_failed,
         max_retained=max_retained,
+        load_epsilon=load_epsilon,
     )
     log = _structured(logger)
     client, owns = connect(redis, options.max_connections, options.socket_timeout)

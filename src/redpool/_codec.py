@@ -37,6 +37,7 @@ class WorkerRecord:
     created_ms: int
     host: str | None
     pid: int | None
+    capacity: int | None = None  # most jobs at once; None: unbounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +80,16 @@ def decode_record(raw: bytes) -> JobRecord:
 
 
 def decode_worker(raw: bytes) -> WorkerRecord:
-    """A worker record ``{c: created ms, h: host, p: pid}`` (older ones have only ``c``)."""
+    """A worker record ``{c: created ms, h: host, p: pid, n: capacity}`` (older ones have
+    only ``c``; ``n`` only when the worker is capped)."""
     rec = _unpack(raw)
     try:
-        host, pid = rec.get(b"h"), rec.get(b"p")
+        host, pid, cap = rec.get(b"h"), rec.get(b"p"), rec.get(b"n")
         return WorkerRecord(
             created_ms=int(rec[b"c"]),
             host=None if host is None else text(host),
             pid=None if pid is None else int(pid),
+            capacity=None if cap is None else int(cap),
         )
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise CorruptEntryError(f"not a worker record: {rec!r}") from exc

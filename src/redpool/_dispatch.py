@@ -61,7 +61,10 @@ def _timeout_reason(withdrawal: Withdrawal) -> str:
         return "it had already left the pool (its start failed or it was stopped)"
     worker = withdrawal.worker
     if withdrawal.state == "queued":
-        return "no live worker took it; check that the pool has live workers"
+        return (
+            "no live worker took it; check that the pool has live workers with room (each "
+            "capped worker was at its capacity)"
+        )
     if withdrawal.state == "starting":
         return (
             f"worker {worker} took it, but its start() did not return in time; stop() runs "
@@ -219,8 +222,9 @@ class Dispatcher:
             raise JobExistsError(key)
         if status == "full":
             raise QueueFullError(
-                f"pool {self._pool!r} has no live worker, and {backlog} jobs already wait for "
-                f"one (max_queued_jobs={self._opts.max_queued_jobs}); add workers or retry later"
+                f"pool {self._pool!r} has no live worker with room, and {backlog} jobs already "
+                f"wait for one (max_queued_jobs={self._opts.max_queued_jobs}); add workers, "
+                "raise their capacity, or retry later"
             )
         if status == "shutdown":
             raise PoolShuttingDownError(f"pool {self._pool!r} is shutting down")
@@ -237,7 +241,8 @@ class Dispatcher:
             ring = self._members.ring
             admitted = await self._scripts.admit(
                 self._node,
-                ring.version,
+                ring,
+                self._opts.load_epsilon,
                 self._opts.grace_ms,
                 self._opts.max_queued_jobs,
                 [
@@ -245,7 +250,7 @@ class Dispatcher:
                         job.key,
                         job.payload,
                         job.request,
-                        ring.route(job.key),
+                        ring.candidates(job.key),
                         _ms_until(job.deadline),
                         job.retry,
                     )

@@ -26,6 +26,7 @@ from ._requeue import DueRoutes
 from ._scripts import Scripts, Started, Stopped
 from ._tasks import TaskSet
 from ._types import Job, JobHandler, from_ms
+from ._validate import check_capacity
 from ._worker import HandlerThreads, Worker
 from .errors import PoolShuttingDownError, RedisUnavailableError
 
@@ -120,7 +121,8 @@ class Host:
         return [verdict.action for verdict in verdicts]
 
     async def _flush_stopped(self, items: Sequence[Stopped]) -> list[int]:
-        await self._scripts.stopped(items)
+        if await self._scripts.stopped(items):  # jobs wait for the slots freed here
+            self._members.on_slot_freed()
         return [1] * len(items)
 
     # -- for the lease, the inbox router and the reconciler ---------------------------------
@@ -153,22 +155,24 @@ class Host:
         """Every job running (or starting) here."""
         return [job for worker in self.workers.values() for job in worker.jobs()]
 
-    async def _join(self, worker_id: str) -> tuple[str, int] | None:
+    async def _join(self, worker_id: str, capacity: int | None) -> tuple[str, int] | None:
         """Register a worker: the version and server time, or None when shutting down."""
-        joined = await self._scripts.join(worker_id, self._opts.ttl_ms, self.life.id)
+        joined = await self._scripts.join(worker_id, self._opts.ttl_ms, self.life.id, capacity)
         if joined == "changed":
             raise LifeChanged(f"pool {self._pool_name!r} changed its life meanwhile")
         return None if joined == "shutdown" else joined
 
     # -- membership of the workers ---------------------------------------------------------
 
-    async def add(self, handler: JobHandler) -> Worker:
+    async def add(self, handler: JobHandler, capacity: object) -> Worker:
+        capacity = check_capacity(capacity)
         async with self._registration:
             worker_id = f"{self._node_id}.{next(self._seq)}"
-            joined = await self._join(worker_id)
+            joined = await self._join(worker_id, capacity)
             if joined is None:
                 raise PoolShuttingDownError(f"pool {self._pool_name!r} is shutting down")
             worker = Worker(worker_id, from_ms(joined[1]), handler, self, self._opts, self.threads)
+            worker.capacity = capacity
             self.workers[worker_id] = worker
         await self.refresh_ring()
         return worker
@@ -225,7 +229,7 @@ class Host:
                 new_id = f"{self._node_id}.{next(self._seq)}"
                 # If this fails the worker stays under its old id: the next beat lists it again
                 # (also when the pool's life changed: that beat settles it first).
-                joined = await self._join(new_id)
+                joined = await self._join(new_id, worker.capacity)
                 del self.workers[old_id]
                 if joined is None:
                     worker._retire()

@@ -105,6 +105,7 @@ class Lease:
         self._fenced_jobs: list[FencedJob] = []
         self._wake = asyncio.Event()
         self._next_in = options.heartbeat_interval
+        members.on_slot_freed = self.wake
 
     def wake(self) -> None:
         """Beat now instead of at the next interval."""

@@ -1,10 +1,12 @@
-"""Membership as this node sees it: the ring at the pool's current version, routing jobs to
-their ring owners, and handing over the jobs whose owner changed (rebalancing)."""
+"""Membership as this node sees it: the ring at the pool's current version, routing jobs by it
+(bounded-load placement, decided by the scripts), and handing the jobs that a joining worker
+should take over to it (rebalancing)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import redis.asyncio as aioredis
 from structlog.typing import FilteringBoundLogger
@@ -32,6 +34,9 @@ class Membership:
         self._log = log
         self._lock = asyncio.Lock()
         self.ring = Ring()
+        self._joined: set[str] = set()  # workers new since the last rebalance
+        self.on_slot_freed: Callable[[], None] = lambda: None
+        """Set by the lease: a beat now, whose overdue scan routes the jobs waiting for room."""
 
     async def refresh(self) -> bool:
         """Load the current ring; True when it changed."""
@@ -45,21 +50,23 @@ class Membership:
                 self.ring.incarnation,
             ):
                 return False
+            self._joined |= ring.workers.keys() - self.ring.workers.keys()
             self.ring = ring
             return True
 
     async def assign(self, jobs: Sequence[tuple[str, int]]) -> None:
-        """Route jobs (key, epoch) to their ring owners; compare-and-set on the epoch, so when
-        several nodes route one job at once exactly one succeeds."""
+        """Route jobs (key, epoch) by the ring: each to the first worker of its ring order with
+        room (decided in the script); compare-and-set on the epoch, so when several nodes route
+        one job at once exactly one succeeds. A job no worker has room for stays queued."""
         for _ in range(3):
             ring = self.ring
             if not ring.workers:
                 return
-            moves = [(key, epoch, ring.route(key)) for key, epoch in jobs]
-            status, moved = await self._scripts.assign(ring.version, self._opts.grace_ms, moves)
-            if status == "ok" and moved != "0":
-                workers = sorted({target for _, _, target in moves})
-                self._log.info("assigned jobs", moved=int(moved), of=len(moves), to=workers)
+            moves = [(key, epoch, ring.candidates(key)) for key, epoch in jobs]
+            eps, grace = self._opts.load_epsilon, self._opts.grace_ms
+            status, moved, targets = await self._scripts.assign(ring, eps, grace, moves)
+            if moved:
+                self._log.info("assigned jobs", moved=moved, of=len(moves), to=sorted(targets))
             if status != "stale":
                 return
             await self.refresh()
@@ -68,14 +75,28 @@ class Membership:
         )
 
     async def rebalance(self, workers: Sequence[Worker]) -> None:
-        """Hand each job whose ring owner changed to its new owner: stop() here first."""
+        """Hand to the workers that joined the jobs here that they should take: those with a
+        newcomer ahead of their owner in their ring order, as many as the newcomers have room
+        for (their loads read once); stop() here first, then the script places each."""
         ring = self.ring
-        moves = [
-            (worker, key, epoch)
+        joined, self._joined = self._joined & ring.workers.keys(), set()
+        wanted = [
+            (ahead, worker, key, epoch)
             for worker in workers
             for key, epoch in worker._running_keys()
-            if ring.route(key) != worker.id
+            if (ahead := _newcomers_ahead(ring.order(key), worker.id, joined))
         ]
+        if not wanted:
+            return
+        room = await self._room(ring, joined)
+        moves = []
+        # Nearest newcomer first: a key whose first choice joined gets the room before a key
+        # for which it is a fallback.
+        for ahead, worker, key, epoch in sorted(wanted, key=lambda m: m[0][0][0]):
+            target = next((w for _, w in ahead if room[w] > 0), None)
+            if target is not None:
+                room[target] -= 1
+                moves.append((worker, key, epoch))
         if not moves:
             return
         stopped = await asyncio.gather(*(w._stop_local(k, e) for w, k, e in moves))
@@ -84,3 +105,26 @@ class Membership:
             await self.assign(handed)
             owners = sorted({w.id for w, _, _ in moves})
             self._log.info("rebalanced", moved=len(handed), version=ring.version, away_from=owners)
+
+    async def _room(self, ring: Ring, joined: set[str]) -> dict[str, int]:
+        """Free slots of each newcomer under its limit (capacity and load bound), from the
+        pool's loads now; an estimate: the script decides each placement."""
+        loads = {entry.worker: entry.job_count for entry in await self._scripts.pool_workers()}
+        jobs = sum(loads.values())
+        bound = math.ceil((1 + self._opts.load_epsilon) * jobs / len(ring.workers) - 1e-9)
+        room = {}
+        for worker in joined:
+            cap = ring.capacities.get(worker)
+            room[worker] = min(bound, cap if cap is not None else bound) - loads.get(worker, 0)
+        return room
+
+
+def _newcomers_ahead(order: Sequence[str], owner: str, joined: set[str]) -> list[tuple[int, str]]:
+    """The workers of ``joined`` before ``owner`` in a key's ring order, with their rank."""
+    ahead = []
+    for rank, worker in enumerate(order):
+        if worker == owner:
+            break
+        if worker in joined:
+            ahead.append((rank, worker))
+    return ahead

@@ -172,18 +172,18 @@ class Node(TaskMethods):
         return list(self._host.workers.values())
 
     @public
-    async def add_worker(self, handler: JobHandler) -> Worker:
-        """Add a worker running ``handler``; it takes its share of the pool's keys at once."""
+    async def add_worker(self, handler: JobHandler, capacity: int | None = None) -> Worker:
+        """Add a worker running ``handler``, with at most ``capacity`` jobs (None: no limit)."""
         self._check_open()
         if self._opts.client_only:
             raise PoolError("a client-only node cannot add workers; create it without client_only")
         check_handler(handler)
         try:
-            worker = await self._host.add(handler)
+            worker = await self._host.add(handler, capacity)
         except LifeChanged:  # the beat adopts the pool's new life, or closes this node
             await self._lease.beat()
             self._check_open()
-            worker = await self._host.add(handler)
+            worker = await self._host.add(handler, capacity)
         self._lease.wake()  # route queued jobs to the new worker now
         return worker
 

@@ -21,6 +21,9 @@ MAX_PAYLOAD_LIMIT = 64 * MIB
 # Notifications wait in Redis until the job's owner takes them: a job whose owner never does
 # (no handle_notification, a stuck handler) must not grow its list without bound.
 MAX_PENDING_NOTES = 1000
+# Below it, bounded-load placement moves many keys on every join and leave (the number of
+# moves grows like 1/eps^2).
+MIN_LOAD_EPSILON = 0.01
 
 
 def _positive(name: str, value: object) -> float:
@@ -74,6 +77,8 @@ class Options:
     """The same for the other finished statuses: failed, timed out, canceled, skipped."""
     max_retained: int = 100_000
     """Most finished task jobs kept pool-wide; beyond, the first finished are purged."""
+    load_epsilon: float = 0.25
+    """Bounded loads: no worker takes a job while it holds ceil((1 + eps) x the mean)."""
 
     def __post_init__(self) -> None:
         for name in ("worker_shutdown_ttl", "job_sink_block"):
@@ -95,6 +100,10 @@ class Options:
         retained = self.max_retained
         if isinstance(retained, bool) or not isinstance(retained, int) or retained < 0:
             raise InvalidArgumentError(f"max_retained must be an int >= 0, got {retained!r}")
+        if _positive("load_epsilon", self.load_epsilon) < MIN_LOAD_EPSILON:
+            raise InvalidArgumentError(
+                f"load_epsilon must be at least {MIN_LOAD_EPSILON}, got {self.load_epsilon!r}"
+            )
         if isinstance(self.connect_timeout, bool) or self.connect_timeout != 0:  # 0: try once
             _positive("connect_timeout", self.connect_timeout)
         if not isinstance(self.client_only, bool):

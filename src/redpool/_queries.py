@@ -84,7 +84,11 @@ class Queries:
                 continue
             node_id = worker_id.split(".", 1)[0]
             created = from_ms(rec.created_ms)
-            out.append(WorkerInfo(worker_id, node_id, created, rec.host, rec.pid, entry.job_count))
+            out.append(
+                WorkerInfo(
+                    worker_id, node_id, created, rec.host, rec.pid, entry.job_count, rec.capacity
+                )
+            )
         return sorted(out, key=lambda w: w.created_at)
 
     async def _infos(self, keys: Sequence[str]) -> list[JobInfo | None]:

@@ -29,6 +29,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from ._codec import text
 from ._keys import Keys
 from ._redis import Lane
+from ._routing import Ring
 from ._tasks import within
 from .errors import Requeue
 
@@ -133,7 +134,7 @@ class Admission:
     key: str
     payload: bytes
     request: int
-    target: str  # '' when the ring is empty: the job waits for a worker
+    candidates: str  # the key's ring order ('' when the ring is empty: the job waits)
     withdraw_in_ms: int  # until the dispatcher would withdraw it
     retry: bool  # an earlier admit of this request may have run (its reply was lost)
 
@@ -344,15 +345,22 @@ class Scripts(ScriptRunner):
         self.keys = keys  # for the tasks layer's purge (lifecycle.purge)
 
     async def admit(
-        self, node: str, version: str, grace_ms: int, max_queued: int, jobs: Sequence[Admission]
+        self,
+        node: str,
+        ring: Ring,
+        eps: float,
+        grace_ms: int,
+        max_queued: int,
+        jobs: Sequence[Admission],
     ) -> Admitted:
-        args: list[str | int | bytes] = [node, version, grace_ms, max_queued]
+        args: list[str | int | bytes] = [node, ring.version, grace_ms, max_queued, str(eps)]
+        args.append(ring.members)
         for job in jobs:
             args += [
                 job.key,
                 job.payload,
                 job.request,
-                job.target,
+                job.candidates,
                 job.withdraw_in_ms,
                 int(job.retry),
             ]
@@ -363,13 +371,17 @@ class Scripts(ScriptRunner):
         return Admitted(status, [], 0, text(res[1]) if status == "stale" else "")
 
     async def assign(
-        self, version: str, grace_ms: int, moves: Sequence[tuple[str, int, str]]
-    ) -> tuple[str, str]:
-        args: list[str | int] = [version, grace_ms]
-        for key, epoch, target in moves:
-            args += [key, epoch, target]
+        self, ring: Ring, eps: float, grace_ms: int, moves: Sequence[tuple[str, int, str]]
+    ) -> tuple[str, int, list[str]]:
+        """(status, jobs moved, the workers that got them); ``moves``: (key, expected epoch,
+        the key's candidates in ring order)."""
+        args: list[str | int] = [ring.version, grace_ms, str(eps), ring.members]
+        for key, epoch, candidates in moves:
+            args += [key, epoch, candidates]
         res = await self._run("assign", args)
-        return text(res[0]), text(res[1])
+        if text(res[0]) != "ok":
+            return text(res[0]), 0, []
+        return "ok", int(res[1]), [text(w) for w in res[2]]
 
     async def claim(self, starts: Sequence[tuple[str, str, int]]) -> list[Claimed | None]:
         args: list[str | int] = []
@@ -424,12 +436,13 @@ class Scripts(ScriptRunner):
         )
 
     async def join(
-        self, worker: str, ttl_ms: int, incarnation: str
+        self, worker: str, ttl_ms: int, incarnation: str, capacity: int | None = None
     ) -> tuple[str, int] | Literal["shutdown", "changed"]:
         """The new membership version and the server time; 'shutdown' when the pool shuts
         down; 'changed' when the node's incarnation is not the pool's. The worker record names
         this process (host, pid) for pool_workers() and job_info()."""
         args: list[str | int] = [worker, ttl_ms, socket.gethostname(), os.getpid(), incarnation]
+        args.append("" if capacity is None else capacity)
         res = await self._run("join", args)
         status = text(res[0])
         if status == "ok":
@@ -488,6 +501,7 @@ class Scripts(ScriptRunner):
         return text((await self._run("stop", [key, node, request, keep_ms]))[0])
 
     async def stopped(self, stops: Sequence[Stopped]) -> int:
+        """The jobs waiting for a worker with room, when a slot was freed (else 0)."""
         args: list[str | int] = []
         for stop in stops:
             args += [stop.key, stop.worker, stop.epoch]

@@ -53,6 +53,8 @@ class WorkerInfo:
     """Process id of the worker's process on ``host``."""
     job_count: int = 0
     """Jobs assigned to the worker, in any state from assigned to stopping."""
+    capacity: int | None = None
+    """Most jobs the worker takes at once (``add_worker(capacity=)``); None: no limit."""
 
 
 JobState = Literal["queued", "assigned", "starting", "running", "stopping"]

@@ -51,6 +51,16 @@ def interval_ms(interval: object) -> int:
     return max(1, round(interval * 1000))
 
 
+def check_capacity(capacity: object) -> int | None:
+    if capacity is None:
+        return None
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise InvalidArgumentError(
+            f"capacity must be a positive int (most jobs at once) or None, got {capacity!r}"
+        )
+    return capacity
+
+
 def check_handler(handler: object) -> None:
     if isinstance(handler, type):
         raise InvalidArgumentError(

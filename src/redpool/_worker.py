@@ -81,6 +81,8 @@ class Worker:
         self.id = worker_id
         self.created_at = created_at
         self.handler = handler
+        self.capacity: int | None = None
+        """Most jobs at once (``add_worker(capacity=)``); None: no limit."""
         self._host = host
         self._opts = options
         self._threads = threads
