@@ -132,3 +132,18 @@ def events_of(events: Path, kind: str) -> list[tuple[int, int, str]]:
         if event == kind:
             out.append((int(ns), int(pid), subject))
     return sorted(out)
+
+
+def most_at_once(eps: list[Episode]) -> dict[int, int]:
+    """The most jobs each process ran at the same time (from start() to stop() or the kill)."""
+    edges: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for ep in eps:
+        edges[ep.pid] += [(ep.start, 1), (ep.end if ep.end != -1 else 2**63, -1)]
+    out = {}
+    for pid, changes in edges.items():
+        level = peak = 0
+        for _, step in sorted(changes, key=lambda c: (c[0], c[1])):  # a stop before a start
+            level += step
+            peak = max(peak, level)
+        out[pid] = peak
+    return out

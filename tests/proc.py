@@ -1,13 +1,14 @@
 """A pool member in its own OS process, for cross-process and fault tests.
 
-    python -m tests.proc URL POOL EVENTS_FILE [--workers N] [--ttl S] [--grace S] [--client]
-        [--slow-stop S] [--shutdown-ttl S]
+    python -m tests.proc URL POOL EVENTS_FILE [--workers N] [--capacity N] [--ttl S] [--grace S]
+        [--client] [--slow-stop S] [--shutdown-ttl S]
         (--slow-stop: each stop() takes S seconds first; inf: stop() never returns)
 
 It prints ``ready <node id>`` once joined, then obeys one command per stdin line and answers
 ``ok ...`` or ``error <class> <message>``:
 
     dispatch KEY [PAYLOAD]   stop KEY   keys   race KEY N   add   remove   close   shutdown
+    dispatch-many PREFIX N   (N keys PREFIX0.. at once; answers "<started> <timed out>")
     notify KEY PAYLOAD       ticker NAME SECONDS   idle-ticker NAME SECONDS   stop-ticker NAME
     schedule NAME SECONDS
 
@@ -136,6 +137,18 @@ async def _race(node: redpool.Node, key: str, n: int) -> str:
     return f"{ok} {exists}"
 
 
+async def _dispatch_many(node: redpool.Node, prefix: str, n: int) -> str:
+    results = await asyncio.gather(
+        *(node.dispatch_job(f"{prefix}{i}") for i in range(n)), return_exceptions=True
+    )
+    others = [
+        r for r in results if r is not None and not isinstance(r, redpool.DispatchTimeoutError)
+    ]
+    if others:
+        raise others[0]
+    return f"{results.count(None)} {len(results) - results.count(None)}"
+
+
 def _dump_tasks() -> None:
     """SIGUSR1: print every task's stack to stderr, to see where a process is stuck."""
     for task in asyncio.all_tasks():
@@ -148,6 +161,7 @@ async def main() -> None:
     parser.add_argument("pool")
     parser.add_argument("events")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--capacity", type=int, default=None)
     parser.add_argument("--ttl", type=float, default=1.0)
     parser.add_argument("--grace", type=float, default=2.0)
     parser.add_argument("--tick", type=float, default=0.02)
@@ -184,7 +198,7 @@ async def main() -> None:
         on_state_lost=redispatch,
     )
     workers = [
-        await node.add_worker(TickingHandler(log, args.tick, args.slow_stop))
+        await node.add_worker(TickingHandler(log, args.tick, args.slow_stop), args.capacity)
         for _ in range(args.workers)
     ]
     loop = asyncio.get_running_loop()
@@ -211,6 +225,8 @@ async def main() -> None:
                     out = " ".join(await node.job_keys())
                 elif cmd == "race":
                     out = await _race(node, rest[0], int(rest[1]))
+                elif cmd == "dispatch-many":
+                    out = await _dispatch_many(node, rest[0], int(rest[1]))
                 elif cmd == "add":
                     workers.append(
                         await node.add_worker(TickingHandler(log, args.tick, args.slow_stop))
