@@ -1,9 +1,11 @@
-"""Workers joining and leaving: only keys whose ring owner changed move, each once per
-change, stop() on the old owner before start() on the new one."""
+"""Workers joining and leaving: only keys that the change gives another worker move (on a
+join, keys with the newcomer ahead of their owner in their ring order; on a leave, the
+leaver's keys), each once per change, stop() on the old owner before start() on the new one."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 
 from redpool._routing import Ring
@@ -19,25 +21,42 @@ async def test_a_worker_joining_and_leaving_repeatedly(make_node, members, event
     await asyncio.gather(*(client.dispatch_job(k) for k in keys))
     await eventually(lambda: runs_exactly_once(events_file, keys, {}), 10, "settled")
     for command in ["add", "remove"] * 3:
-        before_ring = Ring("", {w.id: 0 for w in await client.pool_workers()})
+        before = {w.id for w in await client.pool_workers()}
+        owner = {j.key: j.worker_id for j in await client.pool_jobs()}
         starts_before = Counter(e.key for e in episodes(events_file, {}))
         await churner.ask(command)
-        after_ring = Ring("", {w.id: 0 for w in await client.pool_workers()})
-        expected = {k for k in keys if before_ring.route(k) != after_ring.route(k)}
-        assert expected, "the ring did not change"
+        after = {w.id for w in await client.pool_workers()}
+        ring = Ring("", dict.fromkeys(after, 0))
+        if command == "add":
+            (newcomer,) = after - before
+            expected = {k for k in keys if newcomer in _ahead(ring.order(k), owner[k])}
+            # Each node hands over as many as the newcomer has room for (the load bound).
+            exact = len(expected) <= math.ceil(1.25 * len(keys) / len(after))
+        else:
+            (leaver,) = before - after
+            expected, exact = {k for k in keys if owner[k] == leaver}, True
+        assert expected, "the change moves no key"
 
         def settled(
-            expected: set[str] = expected, starts_before: Counter[str] = starts_before
+            expected: set[str] = expected,
+            starts_before: Counter[str] = starts_before,
+            exact: bool = exact,
         ) -> bool:
             starts = Counter(e.key for e in episodes(events_file, {}))
             moved = {k for k in keys if starts[k] != starts_before[k]}
-            return moved == expected and runs_exactly_once(events_file, keys, {})
+            done = moved == expected if exact else moved <= expected
+            return done and runs_exactly_once(events_file, keys, {})
 
         await eventually(settled, 10, f"{command} settled")
         starts = Counter(e.key for e in episodes(events_file, {}))
-        assert all(starts[k] - starts_before[k] == 1 for k in expected), "a job moved twice"
+        assert all(starts[k] - starts_before[k] <= 1 for k in expected), "a job moved twice"
+        assert all(starts[k] == starts_before[k] for k in keys if k not in expected)
     check_no_overlap(episodes(events_file, {}))
     assert set(running_at_end(episodes(events_file, {}))) == set(keys)
     assert steady.pid in {
         p for ps in running_at_end(episodes(events_file, {})).values() for p in ps
     }
+
+
+def _ahead(order: tuple[str, ...], owner: str) -> tuple[str, ...]:
+    return order[: order.index(owner)] if owner in order else order
