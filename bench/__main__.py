@@ -28,6 +28,7 @@ from typing import Any
 import structlog
 
 from . import (
+    bounded,
     cost,
     dispatch_latency,
     peer_queues,
@@ -64,6 +65,7 @@ SCENARIOS: dict[str, tuple[Scenario, float]] = {
     "throughput": (throughput.run, 300),
     "cost": (cost.run, 300),
     "rebalance": (rebalance.run, 300),
+    "bounded": (bounded.run, 300),
     "recovery": (recovery.run, 600),
     "peers": (peer_queues.run, 900),
     "tasks": (tasks.run, 1800),

@@ -96,6 +96,24 @@ def evaluate(results: dict[str, Result], sizes_note: str) -> list[Target]:
             "{:.2f} s".format,
         )
 
+    limits = results["bounded"].data.get("bound_ratio", {}) if "bounded" in results else {}
+    for key, what in (("max_mean", "8 workers"), ("join_max_mean", "after a 9th joined")):
+        limit = limits.get(key, 1.25)
+        check(
+            f"bounded loads ({what}): max/mean",
+            f"≤ ⌈1.25 x mean⌉ / mean = {limit:.3f}",
+            value("bounded", key),
+            at_most(limit),
+            "{:.3f}".format,
+        )
+    check(
+        "bounded loads (join): keys moved",
+        "≤ 1.3 x ideal (1/9)",
+        value("bounded", "join_moved"),
+        at_most(1.3 / 9),
+        lambda v: f"{v:.3f} = {v * 9:.2f} x ideal",
+    )
+
     check(
         "Redis commands per dispatch",
         "≤ 10 (commandstats)",

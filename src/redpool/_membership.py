@@ -88,7 +88,7 @@ class Membership:
         ]
         if not wanted:
             return
-        room = await self._room(ring, joined)
+        room = await self._room(ring, joined, [w.id for w in workers])
         moves = []
         # Nearest newcomer first: a key whose first choice joined gets the room before a key
         # for which it is a fallback.
@@ -106,16 +106,20 @@ class Membership:
             owners = sorted({w.id for w, _, _ in moves})
             self._log.info("rebalanced", moved=len(handed), version=ring.version, away_from=owners)
 
-    async def _room(self, ring: Ring, joined: set[str]) -> dict[str, int]:
-        """Free slots of each newcomer under its limit (capacity and load bound), from the
-        pool's loads now; an estimate: the script decides each placement."""
+    async def _room(self, ring: Ring, joined: set[str], local: list[str]) -> dict[str, int]:
+        """This node's share of each newcomer's free slots under its limit (capacity and load
+        bound), from the pool's loads now. Every node hands over at once, so each takes the
+        share of its jobs in the pool (rounded up): few moves end back where they began. An
+        estimate: the script decides each placement."""
         loads = {entry.worker: entry.job_count for entry in await self._scripts.pool_workers()}
         jobs = sum(loads.values())
         bound = math.ceil((1 + self._opts.load_epsilon) * jobs / len(ring.workers) - 1e-9)
+        share = sum(loads.get(w, 0) for w in local) / max(jobs, 1)
         room = {}
         for worker in joined:
             cap = ring.capacities.get(worker)
-            room[worker] = min(bound, cap if cap is not None else bound) - loads.get(worker, 0)
+            free = min(bound, cap if cap is not None else bound) - loads.get(worker, 0)
+            room[worker] = math.ceil(free * share)
         return room
 
 

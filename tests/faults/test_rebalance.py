@@ -30,8 +30,12 @@ async def test_a_worker_joining_and_leaving_repeatedly(make_node, members, event
         if command == "add":
             (newcomer,) = after - before
             expected = {k for k in keys if newcomer in _ahead(ring.order(k), owner[k])}
-            # Each node hands over as many as the newcomer has room for (the load bound).
-            exact = len(expected) <= math.ceil(1.25 * len(keys) / len(after))
+            # Each node hands over at most its share (of the pool's jobs) of the newcomer's
+            # room under the load bound: all of its expected keys when they fit.
+            room = math.ceil(1.25 * len(keys) / len(after))
+            per_node = Counter(owner[k].split(".")[0] for k in expected)
+            jobs = Counter(w.split(".")[0] for w in owner.values())
+            exact = all(per_node[n] <= room * jobs[n] / len(keys) for n in per_node)
         else:
             (leaver,) = before - after
             expected, exact = {k for k in keys if owner[k] == leaver}, True
