@@ -1,7 +1,8 @@
 -- stopped: a worker's stop() returned for jobs whose records say stopping.
 -- ARG: triples (key, worker, epoch).
--- Returns the number of jobs that wait for a worker with room (BACKLOG) when a job was removed
---   (its slot is free: the caller routes the backlog now), else 0.
+-- Returns, when a job was removed (its slot is free), the number of jobs waiting to be routed
+--   (due now in PENDING: the backlog, and jobs released by a dead or departed worker that no
+--   worker had room for), so the caller routes them now; else 0.
 -- Invariant: the key is free only once its owner has stopped it.
 local n = 0
 for i = 1, #ARG, 3 do
@@ -12,5 +13,5 @@ for i = 1, #ARG, 3 do
     n = n + 1
   end
 end
-if n > 0 then return redis.call('SCARD', BACKLOG) end
+if n > 0 then return redis.call('ZCOUNT', PENDING, 0, 0) end
 return 0

@@ -501,7 +501,7 @@ class Scripts(ScriptRunner):
         return text((await self._run("stop", [key, node, request, keep_ms]))[0])
 
     async def stopped(self, stops: Sequence[Stopped]) -> int:
-        """The jobs waiting for a worker with room, when a slot was freed (else 0)."""
+        """The jobs waiting to be routed (due now), when a slot was freed (else 0)."""
         args: list[str | int] = []
         for stop in stops:
             args += [stop.key, stop.worker, stop.epoch]
