@@ -191,24 +191,24 @@ local function split(text)
   for id in string.gmatch(text, '%S+') do out[#out + 1] = id end
   return out
 end
--- The worker for a job whose ring order is ``cands``, or nil; ``mine``: the worker that holds
--- the job now ('' for none), whose slot counts as free for it.
+-- The worker for a job whose ring order is ``cands``, or nil. ``mine``: the worker that holds
+-- the job now ('' for none); the walk stops there (the job holds a slot on it already), so a
+-- job only ever moves forward in its own order.
 local function pick_worker(cands, members, bound, mine)
   local spare, seen = nil, {}
   local function fits(w)
     local load, cap = load_of(w), capacity_of(w)
-    if w == mine then load = load - 1 end
     if cap and load >= cap then return false end
     if load < bound then return true end
     spare = spare or w
     return false
   end
   for w in string.gmatch(cands, '%S+') do
-    if fits(w) then return w end
+    if w == mine or fits(w) then return w end
     seen[w] = true
   end
   for _, w in ipairs(members) do
-    if not seen[w] and fits(w) then return w end
+    if not seen[w] and (w == mine or fits(w)) then return w end
   end
   return spare
 end

@@ -2,17 +2,21 @@
 -- requeued jobs once due, and hand-offs after the old owner ran stop(): rebalancing, fencing,
 -- reconciliation).
 -- ARG: membership version of the caller's ring, ack grace ms, load epsilon, the ring's members
---      (sorted worker ids, space-separated), then triples (key, expected epoch, the ring's
---      order of candidate workers for the key, space-separated).
+--      (sorted worker ids, space-separated), mode ('keep': a job whose worker is in the ring
+--      restarts there, as after fencing or a lost report; 'move': it goes to the first worker
+--      of its order with room, up to its own: rebalancing), then triples (key, expected epoch, the
+--      ring's order of candidate workers for the key, space-separated).
 -- Returns {'stale', current version} when the ring is out of date, {'shutdown', ''}, or
 --   {'ok', moved count, {worker ids that were given jobs}}.
 -- Invariants: compare-and-set on the epoch, so of several nodes routing the same job at once
 -- exactly one wins; each assignment gets a fresh epoch from the pool-wide counter, which
 -- fences the previous owner and never repeats for the key; a queued job is not assigned
 -- before it is due (a requeue's backoff runs on the Redis clock); a job goes only to a worker
--- under its load limit (pick_worker; the worker holding it counts it as free), else it stays
+-- under its load limit (pick_worker), or stays on the worker that holds its slot, else it stays
 -- as it is (a queued job waits for a free slot; the heartbeat offers it again).
 local version, grace, eps, members = ARG[1], tonumber(ARG[2]), tonumber(ARG[3]), split(ARG[4])
+local keep, in_ring = ARG[5] == 'keep', {}
+for _, w in ipairs(members) do in_ring[w] = true end
 local meta = redis.call('HMGET', META, 'version', 'shutdown')
 if meta[2] then return {'shutdown', ''} end
 local current = meta[1] or '0'
@@ -20,7 +24,7 @@ if current ~= version then return {'stale', current} end
 local now = now_ms()
 local bound = load_bound(eps, redis.call('HLEN', JOBS), #members)
 local moved, full, to, targets = 0, false, {}, {}
-for i = 5, #ARG, 3 do
+for i = 6, #ARG, 3 do
   local key, epoch, cands = ARG[i], tonumber(ARG[i + 1]), ARG[i + 2]
   local rec = load_job(key)
   local due = true
@@ -28,7 +32,8 @@ for i = 5, #ARG, 3 do
     due = tonumber(redis.call('ZSCORE', PENDING, key) or 0) <= now
   end
   if rec and rec.e == epoch and rec.s ~= 'stopping' and due and not (full and rec.w == '') then
-    local target = pick_worker(cands, members, bound, rec.w)
+    local target = rec.w
+    if not (keep and in_ring[target]) then target = pick_worker(cands, members, bound, rec.w) end
     if not target then
       full = full or rec.w == ''  -- no slot anywhere: the other unowned jobs need not look
     else

@@ -54,17 +54,18 @@ class Membership:
             self.ring = ring
             return True
 
-    async def assign(self, jobs: Sequence[tuple[str, int]]) -> None:
+    async def assign(self, jobs: Sequence[tuple[str, int]], move: bool = False) -> None:
         """Route jobs (key, epoch) by the ring: each to the first worker of its ring order with
         room (decided in the script); compare-and-set on the epoch, so when several nodes route
-        one job at once exactly one succeeds. A job no worker has room for stays queued."""
+        one job at once exactly one succeeds. A job no worker has room for stays queued. A job
+        that still has a worker (fenced, or its report lost) restarts there, unless ``move``."""
         for _ in range(3):
             ring = self.ring
             if not ring.workers:
                 return
             moves = [(key, epoch, ring.candidates(key)) for key, epoch in jobs]
             eps, grace = self._opts.load_epsilon, self._opts.grace_ms
-            status, moved, targets = await self._scripts.assign(ring, eps, grace, moves)
+            status, moved, targets = await self._scripts.assign(ring, eps, grace, moves, move)
             if moved:
                 self._log.info("assigned jobs", moved=moved, of=len(moves), to=sorted(targets))
             if status != "stale":
@@ -102,7 +103,7 @@ class Membership:
         stopped = await asyncio.gather(*(w._stop_local(k, e) for w, k, e in moves))
         handed = [(k, e) for (_, k, e), ok in zip(moves, stopped, strict=True) if ok]
         if handed:
-            await self.assign(handed)
+            await self.assign(handed, move=True)
             owners = sorted({w.id for w, _, _ in moves})
             self._log.info("rebalanced", moved=len(handed), version=ring.version, away_from=owners)
 

@@ -371,11 +371,18 @@ class Scripts(ScriptRunner):
         return Admitted(status, [], 0, text(res[1]) if status == "stale" else "")
 
     async def assign(
-        self, ring: Ring, eps: float, grace_ms: int, moves: Sequence[tuple[str, int, str]]
+        self,
+        ring: Ring,
+        eps: float,
+        grace_ms: int,
+        moves: Sequence[tuple[str, int, str]],
+        move: bool = False,
     ) -> tuple[str, int, list[str]]:
         """(status, jobs moved, the workers that got them); ``moves``: (key, expected epoch,
-        the key's candidates in ring order)."""
-        args: list[str | int] = [ring.version, grace_ms, str(eps), ring.members]
+        the key's candidates in ring order). A job that has a worker stays there unless
+        ``move`` (rebalancing: forward in its order, to the first with room)."""
+        mode = "move" if move else "keep"
+        args: list[str | int] = [ring.version, grace_ms, str(eps), ring.members, mode]
         for key, epoch, candidates in moves:
             args += [key, epoch, candidates]
         res = await self._run("assign", args)
