@@ -212,9 +212,10 @@ local function pick_worker(cands, members, bound, mine)
   end
   return spare
 end
--- The job moves from ``from`` ('' none) to ``to`` (picked above, so its load is known): the
--- loads the rest of this call sees. Called before the owned sets change.
+-- The job moves from ``from`` ('' none) to ``to`` (another worker picked above, so its load
+-- is known): the loads the rest of this call sees. Called before the owned sets change.
 local function moved_load(from, to)
+  if from == to then return end  -- a restart in place: its slot was counted already
   if from ~= '' and LOADS[from] then LOADS[from] = LOADS[from] - 1 end
   LOADS[to] = load_of(to) + 1
 end
