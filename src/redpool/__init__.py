@@ -63,6 +63,7 @@ from .errors import (
     ScheduleStop,
     Skip,
     StopTimeoutError,
+    TaskProcessError,
     UnknownTaskError,
     WaitTimeoutError,
 )
@@ -145,6 +146,7 @@ __all__ = [
     "SyncRunContext",
     "Task",
     "TaskInfo",
+    "TaskProcessError",
     "TaskWorker",
     "Tasks",
     "Ticker",

@@ -258,6 +258,26 @@ class RunStoppedError(PoolError):
         self.reason = reason
 
 
+class TaskProcessError(PoolError):
+    """A run with ``isolation="process"`` went wrong in its child process: the child died
+    (the message gives its exit code or signal; retried by the task's policy), the task
+    cannot be imported there (not retried), or the task raised: then ``error_type`` and
+    ``child_traceback`` are the child's exception's (``on_failure`` hooks get this error)."""
+
+    def __init__(
+        self,
+        message: str,
+        error_type: str = "TaskProcessError",
+        child_traceback: str = "",
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type
+        self.child_traceback = child_traceback
+        self.retryable = retryable  # the retry predicate's verdict (None: not asked yet)
+
+
 class Skip(Exception):
     """Raised by a task to end its job as skipped (``reason`` is kept as its error)."""
 

@@ -45,10 +45,19 @@ async def task_workers(
         await client.delete(key)
     await client.aclose()
 
-    async def start(concurrency: int = 4, *queues: str, url: str = "") -> TaskWorkerProc:
+    async def start(
+        concurrency: int = 4,
+        *queues: str,
+        url: str = "",
+        isolation: str = "async",
+        kill_grace: float = 5.0,
+        log: Path | None = None,
+    ) -> TaskWorkerProc:
         env = {
             **os.environ,
             "REDPOOL_TASK_EVENTS": str(task_events),
+            "REDPOOL_TASK_ISOLATION": isolation,
+            "REDPOOL_KILL_GRACE": str(kill_grace),
             "REDPOOL_TEST_REDIS": url or redis_url,
         }
         proc = await asyncio.create_subprocess_exec(
@@ -62,6 +71,7 @@ async def task_workers(
             cwd=ROOT,
             env=env,
             stdout=asyncio.subprocess.PIPE,
+            stderr=None if log is None else log.open("ab"),
         )
         assert proc.stdout is not None
         line: list[str] = []

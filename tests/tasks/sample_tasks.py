@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import signal as sig
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -369,3 +370,53 @@ async def big_state(run: RunContext, size: int) -> str:
     except redpool.InvalidArgumentError as exc:
         return type(exc).__name__
     return ""
+
+
+@tasks.task(name="whoami")
+def whoami(run: SyncRunContext, params: None) -> dict[str, Any]:
+    """Where the run executes, what it sees of its run, and its progress and log calls."""
+    run.progress(1, 2, details="half")
+    run.log.info("child says hello", n=7)
+    return {"pid": os.getpid(), "owned": run.is_owned(), "attempt": run.attempt}
+
+
+@tasks.task(name="async_whoami")
+async def async_whoami(run: RunContext, params: None) -> dict[str, Any]:
+    await run.progress(2, 2, details="done")
+    await run.checkpoint()
+    return {"pid": os.getpid(), "owned": run.is_owned()}
+
+
+@tasks.task(name="async_spin")
+async def async_spin(run: RunContext, params: None) -> None:
+    """A busy loop in an async task: no await, so no cancellation can stop it."""
+    record(run, "start")
+    while True:
+        pass
+
+
+@tasks.task(name="stubborn")
+def stubborn(run: SyncRunContext, params: None) -> None:
+    """Ignores SIGTERM, then spins: only a SIGKILL ends it."""
+    sig.signal(sig.SIGTERM, sig.SIG_IGN)
+    record(run, "start")
+    while True:
+        pass
+
+
+@tasks.task(name="crash", retry=Retry(max_attempts=2))
+def crash(run: SyncRunContext, params: str) -> None:
+    """Its child process dies: exits with code 3, or SIGKILLs itself."""
+    record(run, "start")
+    if params == "exit":
+        os._exit(3)
+    os.kill(os.getpid(), sig.SIGKILL)
+
+
+@tasks.task(name="ticker")
+def ticker(run: SyncRunContext, params: None) -> None:
+    """Records a tick every 20 ms, without a checkpoint, until its process ends."""
+    record(run, "start")
+    while True:
+        record(run, "tick")
+        time.sleep(0.02)

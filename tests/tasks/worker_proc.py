@@ -1,10 +1,12 @@
 """A task worker process for the tests: ``python -m tests.tasks.worker_proc <redis url>
 <pool> <concurrency> [queue[=cap] ...]``. Prints ``ready <node id>`` once it serves, and
-runs until it is killed or gets SIGTERM (then it closes its node)."""
+runs until it is killed or gets SIGTERM (then it closes its node). $REDPOOL_TASK_ISOLATION
+and $REDPOOL_KILL_GRACE set ``add_task_worker(isolation=, kill_grace=)``."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 
@@ -20,7 +22,15 @@ async def main(url: str, pool: str, concurrency: int, queues: list[str]) -> None
     for spec in queues or ["default"]:
         name, _, cap = spec.partition("=")
         caps[name] = int(cap) if cap else None
-    await node.add_task_worker(tasks, concurrency=concurrency, queues=caps)
+    isolation = os.environ.get("REDPOOL_TASK_ISOLATION", "async")
+    grace = float(os.environ.get("REDPOOL_KILL_GRACE", "5"))
+    await node.add_task_worker(
+        tasks,
+        concurrency=concurrency,
+        queues=caps,
+        isolation=isolation,  # type: ignore[arg-type]
+        kill_grace=grace,
+    )
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     print("ready", node.id, flush=True)

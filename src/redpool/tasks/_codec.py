@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import traceback
 from typing import Any
 
 import msgpack
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, TaskProcessError
 
 
 def _plain(value: Any) -> Any:
@@ -39,6 +40,18 @@ def encode(value: Any, what: str) -> bytes:
         ) from exc
 
 
+def encode_result(value: Any, task: str, limit: int) -> bytes:
+    """A run's result as msgpack, at most ``limit`` bytes (the task's max_result_size)."""
+    raw = encode(value, f"the result of {task}")
+    if len(raw) > limit:
+        raise InvalidArgumentError(
+            f"the result of {task} is {len(raw)} bytes encoded, over its "
+            f"max_result_size={limit}; store large results elsewhere and "
+            "return a reference, or raise max_result_size on the task"
+        )
+    return raw
+
+
 def decode(raw: bytes, into: Any = None) -> Any:
     """The value in ``raw``; built into ``into`` when that is a dataclass or model class."""
     value = msgpack.unpackb(raw, raw=False) if raw else None
@@ -57,3 +70,12 @@ def decode(raw: bytes, into: Any = None) -> Any:
 def fingerprint(task: str, params: bytes) -> str:
     """What an idempotency key remembers of a submission, to tell a replay from a conflict."""
     return hashlib.sha1(task.encode() + b"\0" + params).hexdigest()
+
+
+def describe(exc: BaseException) -> dict[str, str]:
+    """What a run's error record keeps of ``exc``: its type, message and traceback (the last
+    8 KiB); for an error raised in a child process, the child's."""
+    if isinstance(exc, TaskProcessError) and exc.child_traceback:
+        return {"type": exc.error_type, "message": exc.message, "tb": exc.child_traceback}
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8192:]
+    return {"type": type(exc).__name__, "message": str(exc), "tb": tb}

@@ -26,12 +26,14 @@ from ._handle import JobHandle
 from ._hooks import check_hooks
 from ._jobs import Jobs
 from ._keys import TaskKeys
-from ._registry import UNSET, Retry, Task, Tasks
+from ._process import KILL_GRACE, Children
+from ._registry import UNSET, Retry, Task, Tasks, seconds
 from ._runner import TaskWorker
 from ._runtime import TaskLayer
 from ._schedule_api import ScheduleMethods
 from ._scripts import Admit, Refusal
 from ._submission import Submission, admitted, check_in_batch, prepare
+from ._wire import check_importable
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -92,19 +94,21 @@ class TaskMethods(ScheduleMethods):
         *,
         concurrency: int = 10,
         queues: Mapping[str, int | None] | None = None,
-        isolation: Literal["async", "thread"] = "async",
+        isolation: Literal["async", "thread", "process"] = "async",
+        kill_grace: float | timedelta = KILL_GRACE,
         hooks: Sequence[object] | None = None,
     ) -> TaskWorker:
         """Serve ``tasks`` on ``queues`` (queue -> its own cap, None: up to
         ``concurrency``; default: the registry's default queue), running at most
         ``concurrency`` jobs at once (checked in Redis when a job is placed). Async tasks run
-        on the event loop, plain ``def`` ones in threads; ``isolation="process"`` is not
-        built yet. ``hooks`` run before the registry's and the task's."""
-        if isolation not in ("async", "thread"):
+        on the event loop, plain ``def`` ones in threads; with ``isolation="process"`` every
+        run executes in a child process, ended by a stop (SIGTERM, then SIGKILL after
+        ``kill_grace`` seconds). ``hooks`` run before the registry's and the task's."""
+        if isolation not in ("async", "thread", "process"):
             raise InvalidArgumentError(
-                f"isolation must be 'async' or 'thread' (process isolation is not built yet), "
-                f"got {isolation!r}"
+                f"isolation must be 'async', 'thread' or 'process', got {isolation!r}"
             )
+        grace = seconds(kill_grace, "kill_grace")
         run_hooks = check_hooks(hooks)
         if self._opts.client_only:
             raise PoolError("a client-only node cannot add task workers")
@@ -117,6 +121,14 @@ class TaskMethods(ScheduleMethods):
             if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
                 raise InvalidArgumentError(f"queue cap must be an int >= 1 or None: {cap!r}")
             caps[check_key(queue)] = -1 if cap is None else cap
+        children = None
+        if isolation == "process":
+            check_importable(tasks)
+            clock = self._clock
+            children = Children(
+                grace or KILL_GRACE, lambda: 0.0 if clock.fenced else clock.fence_at, self.log
+            )
+            await children.prepare()
         layer = await self._started_layer()
         return await layer.add_worker(
             lambda worker_id: TaskWorker(
@@ -130,6 +142,7 @@ class TaskMethods(ScheduleMethods):
                 self.log,
                 run_hooks,
                 layer.hold_waits,
+                children,
             )
         )
 

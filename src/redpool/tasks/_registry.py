@@ -111,6 +111,17 @@ class Retry:
         return {"k": type(self.wait).__name__, "a": fields}
 
 
+def retries(policy: Retry, attempt: int, exc: BaseException) -> bool:
+    """Whether ``policy``'s retry predicate lets run ``attempt`` (1-based), which raised
+    ``exc``, run again (whether attempts are left is the finishing script's call)."""
+    if policy.retry is None:
+        return True
+    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = attempt
+    state.set_exception((type(exc), exc, exc.__traceback__))
+    return bool(policy.retry(state))
+
+
 def wait_seconds(spec: dict[str, Any], attempt: int) -> float:
     """The delay before the run after ``attempt`` (1-based), from a stored wait spec."""
     name = spec.get("k") if isinstance(spec, dict) else None

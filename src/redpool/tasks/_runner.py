@@ -1,19 +1,18 @@
 """A task worker: runs the jobs Redis hands it (never more than its slots: placement checks
 them in Redis), with real timeouts and cancels (asyncio cancellation; sync tasks: an error at
-their checkpoints and an async exception in their thread), and reports how each run ended.
-Every report is fenced by (worker, epoch) in its script."""
+their checkpoints and an async exception in their thread; process isolation: the end of the
+run's child process), and reports how each run ended. Every report is fenced by
+(worker, epoch) in its script."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
-import tenacity
 from structlog.typing import FilteringBoundLogger
 
 from .._batch import Batcher
@@ -21,19 +20,20 @@ from .._redis import retry_transient
 from .._threads import call_maybe_async, call_stoppable
 from ..errors import (
     Fail,
-    InvalidArgumentError,
     RetryLater,
     RunStoppedError,
     Skip,
+    TaskProcessError,
     UnknownTaskError,
 )
 from . import _hooks as hooks
-from ._codec import decode, encode
+from ._codec import decode, describe, encode, encode_result
 from ._context import RunContext, SyncRunContext
 from ._control import Deadline, RunControl
 from ._holds import HoldWaits, RunHolds
+from ._process import Children
 from ._recurring import NextRunIn, run_hint
-from ._registry import Task, Tasks, wait_seconds
+from ._registry import Task, Tasks, retries, wait_seconds
 from ._scripts import Claim, Report, TaskScripts
 
 REPORT_DEADLINE = 30.0  # a report retried this long through an outage; the lease decides after
@@ -70,9 +70,11 @@ class TaskWorker:
         log: FilteringBoundLogger,
         run_hooks: tuple[object, ...] = (),
         hold_waits: HoldWaits | None = None,
+        children: Children | None = None,
     ) -> None:
         self.id = worker_id
         self._hold_waits = hold_waits
+        self._children = children  # isolation="process": each run in a child process
         self.hooks = run_hooks
         self.tasks = tasks
         self.concurrency = concurrency
@@ -143,6 +145,8 @@ class TaskWorker:
         if run.ended:  # a late request (the upkeep repeats pending ones) must not cancel the
             return  # report: the record would stay on this worker, and the key busy
         run.stop = run.stop or reason
+        if reason == "interrupted" and self._children is not None:  # fenced: no grace
+            self._children.kill(key, "its worker's lease may expire: no time for a grace")
         run.task.cancel()
         run.control.wake()
 
@@ -154,6 +158,11 @@ class TaskWorker:
         for key in list(self._runs):
             self.stop(key, None, reason)
         return self.done_events()
+
+    async def close(self) -> None:
+        """End what is left of this worker's runs now (their child processes, if any)."""
+        if self._children is not None:
+            await self._children.close()
 
     async def _execute(self, claim: Claim, run: _Run) -> None:
         try:
@@ -175,7 +184,8 @@ class TaskWorker:
         """(outcome, result or error, retry in ms or -1) of one run."""
         try:
             task = self.tasks.get(claim.task)
-            params = decode(claim.params, task.params_type)
+            # A child process decodes the params itself, into its own classes.
+            params = claim.params if self._children else decode(claim.params, task.params_type)
         except (UnknownTaskError, Exception) as exc:  # not retryable: no run fixes it
             return "failed", _error(exc), -1
         owns, control = self._owns(claim), run.control
@@ -186,7 +196,7 @@ class TaskWorker:
         )
         ctx = run.ctx = (
             RunContext(claim, self.id, self._scripts, owns, self.log, control, holds)
-            if task.is_async
+            if task.is_async or self._children is not None
             else SyncRunContext(
                 claim, self.id, self._scripts, owns, self.log, control, lambda: run.stop
             )
@@ -203,11 +213,14 @@ class TaskWorker:
         try:
             await hooks.start(run.hooks, ctx)
             result = run.result = await self._call(task, ctx, params, run)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if not run.stop:
                 raise  # not ours: the worker itself is being torn down
             if run.stop == "timed_out":
-                expired = run.error = TimeoutError(f"timed out after {claim.timeout_ms / 1000:g}s")
+                how = "".join(f"; {note}" for note in exc.args)  # a child's end, if any
+                expired = run.error = TimeoutError(
+                    f"timed out after {claim.timeout_ms / 1000:g}s{how}"
+                )
                 return "timed_out", _error(expired), self._retry(task, claim, expired)
             return run.stop, b"", -1
         except Skip as exc:
@@ -231,19 +244,13 @@ class TaskWorker:
         if isinstance(result, NextRunIn):  # a schedule's task chose its next run
             run.next_in, result = result.delay, None
         try:
-            value = encode(result, f"the result of {claim.task}")
+            return "succeeded", encode_result(result, claim.task, task.max_result_size), -1
         except Exception as exc:
             return "failed", _error(exc), -1
-        if len(value) > task.max_result_size:
-            too_big = InvalidArgumentError(
-                f"the result of {claim.task} is {len(value)} bytes encoded, over its "
-                f"max_result_size={task.max_result_size}; store large results elsewhere and "
-                "return a reference, or raise max_result_size on the task"
-            )
-            return "failed", _error(too_big), -1
-        return "succeeded", value, -1
 
     async def _call(self, task: Task[Any, Any], ctx: RunContext, params: Any, run: _Run) -> Any:
+        if self._children is not None:
+            return await self._children.run(task, ctx, params, lambda: run.stop)
         if task.is_async:
             return await task.fn(ctx, params)
         # Plain functions run in a thread of their own; a stop raises in it (cooperative:
@@ -290,13 +297,11 @@ class TaskWorker:
     def _retry(self, task: Task[Any, Any], claim: Claim, exc: BaseException) -> int:
         """Retry delay ms by the task's predicate and the stored wait (-1: do not retry;
         whether attempts are left is the script's call, from the stored max_attempts)."""
-        predicate = task.retry.retry
-        if predicate is not None:
-            state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-            state.attempt_number = claim.attempt
-            state.set_exception((type(exc), exc, exc.__traceback__))
-            if not predicate(state):
-                return -1
+        verdict = exc.retryable if isinstance(exc, TaskProcessError) else None
+        if verdict is None:  # a child asked the predicate itself, of the real exception
+            verdict = retries(task.retry, claim.attempt, exc)
+        if not verdict:
+            return -1
         spec = msgpack.unpackb(claim.retry_spec) if claim.retry_spec else {}
         return round(wait_seconds(spec if isinstance(spec, dict) else {}, claim.attempt) * 1000)
 
@@ -333,8 +338,5 @@ class TaskWorker:
             self._on_retry(max(0.0, due_ms / 1000))
 
 
-def _error(exc: BaseException, message: str | None = None) -> bytes:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-8192:]
-    return encode(
-        {"type": type(exc).__name__, "message": message or str(exc), "tb": tb}, "an error"
-    )
+def _error(exc: BaseException) -> bytes:
+    return encode(describe(exc), "an error")

@@ -140,6 +140,7 @@ class TaskLayer:
         done = worker.stop_all("shutdown")
         if done:
             await asyncio.wait([asyncio.ensure_future(d.wait()) for d in done], timeout=DRAIN_GRACE)
+        await worker.close()  # no run's code goes on once others may start it
         await self.scripts.leave(worker.id)
         self.workers.pop(worker.id, None)
 
