@@ -128,23 +128,29 @@ class TaskMethods(ScheduleMethods):
             children = Children(
                 grace or KILL_GRACE, lambda: 0.0 if clock.fenced else clock.fence_at, self.log
             )
-            await children.prepare()
         layer = await self._started_layer()
-        return await layer.add_worker(
-            lambda worker_id: TaskWorker(
-                worker_id,
-                tasks,
-                concurrency,
-                caps,
-                layer.scripts,
-                self._clock.valid,
-                layer.due_in,
-                self.log,
-                run_hooks,
-                layer.hold_waits,
-                children,
+        try:
+            if children is not None:
+                await children.prepare()
+            return await layer.add_worker(
+                lambda worker_id: TaskWorker(
+                    worker_id,
+                    tasks,
+                    concurrency,
+                    caps,
+                    layer.scripts,
+                    self._clock.valid,
+                    layer.due_in,
+                    self.log,
+                    run_hooks,
+                    layer.hold_waits,
+                    children,
+                )
             )
-        )
+        except BaseException:
+            if children is not None:  # no child outlives a worker that never joined
+                await children.close()
+            raise
 
     @public
     async def configure_queue(

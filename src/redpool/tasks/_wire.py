@@ -4,6 +4,7 @@ is told of the run, and what its outcome means to the worker."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import struct
 from typing import Any
@@ -52,27 +53,33 @@ def check_importable(tasks: Tasks) -> None:
 
 
 def where(task: Task[Any, Any]) -> tuple[str, str]:
-    """The module and qualified name a child imports ``task`` by; InvalidArgumentError when
-    they do not lead back to it (a task in __main__ or in a function, a lambda, a task not
-    bound to its function's name)."""
+    """The module and qualified name a child imports ``task`` by: its function's, or a
+    top-level name of that module bound to it (a function registered twice, under two
+    names); InvalidArgumentError for a task in __main__ or in a function, or a lambda."""
     module, qualname = task.fn.__module__, task.fn.__qualname__
-    problem = ""
     if module == "__main__":
         problem = "it is defined in __main__, which a child process does not import"
-    elif "<" in qualname:
-        problem = f"{qualname} is defined inside a function or is a lambda"
     else:
         try:
-            if resolve(module, qualname) is not task:
-                problem = f"{module}.{qualname} is not this task"
+            names = vars(importlib.import_module(module))
         except Exception as exc:
-            problem = f"{module}.{qualname} cannot be imported: {exc}"
-    if problem:
-        raise InvalidArgumentError(
-            f"task {task.name!r} cannot run with isolation='process': {problem}; define it "
-            "with @tasks.task at the top level of an importable module"
-        )
-    return module, qualname
+            problem = f"{module} cannot be imported: {exc}"
+        else:
+            with contextlib.suppress(Exception):
+                if "<" not in qualname and resolve(module, qualname) is task:
+                    return module, qualname
+            for name, value in names.items():
+                if value is task:
+                    return module, name
+            problem = (
+                f"{qualname} is defined inside a function or is a lambda"
+                if "<" in qualname
+                else f"it is bound to no name at the top level of {module}"
+            )
+    raise InvalidArgumentError(
+        f"task {task.name!r} cannot run with isolation='process': {problem}; define it with "
+        "@tasks.task at the top level of an importable module"
+    )
 
 
 def run_fields(ctx: RunContext) -> dict[str, Any]:
