@@ -145,9 +145,11 @@ async def test_a_child_that_dies_fails_its_run_which_is_retried_and_the_worker_s
     assert await node.run(echo, "next", timeout=20) == "next"
 
 
-async def test_kill_9_of_the_worker_ends_its_children_and_the_run_runs_again_elsewhere(
+async def tick_on_a_first_of_two(
     make_node: MakeNode, task_workers: Workers, task_events: Path
-) -> None:
+) -> tuple[TaskWorkerProc, redpool.JobHandle[Any], int]:
+    """A ticking run on a first worker, a second one to take it over: (first worker, the
+    job's handle, its child's pid)."""
     first = await task_workers(1, isolation="process")
     node = await make_node(client_only=True)
     handle = await node.submit(ticker, None, key="long")
@@ -156,6 +158,13 @@ async def test_kill_9_of_the_worker_ends_its_children_and_the_run_runs_again_els
     info = await handle.info()
     assert info.worker_id is not None and info.worker_id.startswith(first.node_id)
     await task_workers(1, isolation="process")  # where it may run again
+    return first, handle, pid
+
+
+async def test_kill_9_of_the_worker_ends_its_children_and_the_run_runs_again_elsewhere(
+    make_node: MakeNode, task_workers: Workers, task_events: Path
+) -> None:
+    first, handle, pid = await tick_on_a_first_of_two(make_node, task_workers, task_events)
     first.kill()
     await eventually(lambda: not alive(pid), what="the dead worker's child ended")
     await eventually(lambda: len(pids(task_events)) == 2, timeout=20, what="it ran again")
@@ -168,12 +177,7 @@ async def test_kill_9_of_the_worker_ends_its_children_and_the_run_runs_again_els
 async def test_close_ends_a_workers_children_and_hands_their_runs_on_uncharged(
     make_node: MakeNode, task_workers: Workers, task_events: Path
 ) -> None:
-    closing = await task_workers(1, isolation="process")
-    node = await make_node(client_only=True)
-    handle = await node.submit(ticker, None, key="long")
-    await eventually(lambda: bool(pids(task_events)), what="the run started")
-    [pid] = pids(task_events)
-    await task_workers(1, isolation="process")
+    closing, handle, pid = await tick_on_a_first_of_two(make_node, task_workers, task_events)
     await closing.stop()  # SIGTERM: the worker process closes its node
     assert not alive(pid)
     await eventually(lambda: len(pids(task_events)) == 2, timeout=20, what="it ran again")
@@ -185,12 +189,7 @@ async def test_close_ends_a_workers_children_and_hands_their_runs_on_uncharged(
 async def test_a_frozen_workers_child_stops_at_the_lease_deadline_before_the_run_moves(
     make_node: MakeNode, task_workers: Workers, task_events: Path
 ) -> None:
-    frozen = await task_workers(1, isolation="process")
-    node = await make_node(client_only=True)
-    handle = await node.submit(ticker, None, key="long")
-    await eventually(lambda: bool(pids(task_events)), what="the run started")
-    [pid] = pids(task_events)
-    await task_workers(1, isolation="process")
+    frozen, handle, pid = await tick_on_a_first_of_two(make_node, task_workers, task_events)
     frozen.proc.send_signal(signal.SIGSTOP)  # it cannot fence, nor stop its child
     try:
         await eventually(lambda: len(pids(task_events)) == 2, timeout=20, what="it ran again")
