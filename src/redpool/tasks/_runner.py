@@ -75,6 +75,7 @@ class TaskWorker:
         self.id = worker_id
         self._hold_waits = hold_waits
         self._children = children  # isolation="process": each run in a child process
+        self._leaving = False
         self.hooks = run_hooks
         self.tasks = tasks
         self.concurrency = concurrency
@@ -96,7 +97,7 @@ class TaskWorker:
     async def take(self, starts: Sequence[tuple[str, int]]) -> None:
         """Claim the runs handed to this worker and start them."""
         fresh = [(k, e) for k, e in starts if k not in self._runs or self._runs[k].epoch != e]
-        if not fresh or not self._lease_valid():
+        if not fresh or not self._lease_valid() or self._leaving:
             return
         taking: dict[str, _Run] = {}
         for key, epoch in fresh:  # a duplicate start is ignored meanwhile; requests kept
@@ -155,6 +156,7 @@ class TaskWorker:
         return [run.done for run in self._runs.values()]
 
     def stop_all(self, reason: str) -> list[asyncio.Event]:
+        self._leaving = self._leaving or reason == "shutdown"  # and takes no run after
         for key in list(self._runs):
             self.stop(key, None, reason)
         return self.done_events()

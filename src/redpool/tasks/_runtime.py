@@ -6,6 +6,7 @@ retention loop that purges finished jobs. Created on a node's first tasks call."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Awaitable, Callable
@@ -136,7 +137,10 @@ class TaskLayer:
 
     async def remove_worker(self, worker: TaskWorker) -> None:
         """Stop its runs (they go back to their queues without charging an attempt), then
-        deregister it."""
+        deregister it. Placed no new run first: a stopped run put back in its queue must
+        not come back here (to a new child, killed below, for an attempt)."""
+        with contextlib.suppress(Exception):  # Redis out of reach: the lease decides
+            await self.scripts.join(worker.id, worker.concurrency, worker.queues, draining=True)
         done = worker.stop_all("shutdown")
         if done:
             await asyncio.wait([asyncio.ensure_future(d.wait()) for d in done], timeout=DRAIN_GRACE)
