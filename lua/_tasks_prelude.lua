@@ -298,6 +298,31 @@ local function admit(key, entry, now)
   return rec
 end
 
+-- The key's generation ``old`` gives way to generation ``g`` with ``params``: tdata:<key>
+-- keeps the params of the generations still in the key's FIFO and, as o<g> = {r final
+-- record, v result or error}, the outcomes of its last HISTORY finished generations, so a
+-- handle pinned to a replaced generation still gets its result and info, however late.
+local function supersede(key, old, g, params)
+  local d = data(key)
+  if old and TERMINAL[old.s] then
+    local value = redis.call('HGET', d, old.s == 'succeeded' and 'res' or 'err') or ''
+    redis.call('HSET', d, 'o' .. old.g, cmsgpack.pack({r = old, v = value}))
+  end
+  local drop, kept = {}, {}
+  for _, field in ipairs(redis.call('HKEYS', d)) do
+    local done = tonumber(string.match(field, '^o(%d+)$'))
+    if done then
+      kept[#kept + 1] = done
+    elseif not string.match(field, '^p%d+$') or field == 'p' .. g then
+      drop[#drop + 1] = field
+    end
+  end
+  table.sort(kept)
+  for i = 1, #kept - HISTORY do drop[#drop + 1] = 'o' .. kept[i] end
+  for i = 1, #drop, 500 do redis.call('HDEL', d, unpack(drop, i, math.min(i + 499, #drop))) end
+  redis.call('HSET', d, 'p', params)
+end
+
 -- The key's finished generation gives way to the head of its per-key queue, if any.
 local function promote(key, now)
   local raw = redis.call('LPOP', next_of(key))
@@ -306,15 +331,7 @@ local function promote(key, now)
   if not entry then return end
   local old = load_task(key)
   if old then unlist(key, old) end
-  local params = redis.call('HGET', data(key), 'p' .. entry.g) or ''
-  local pending = redis.call('HGETALL', data(key))
-  redis.call('DEL', data(key))
-  for i = 1, #pending, 2 do  -- the params of the generations still queued stay
-    if string.match(pending[i], '^p%d+$') and pending[i] ~= 'p' .. entry.g then
-      redis.call('HSET', data(key), pending[i], pending[i + 1])
-    end
-  end
-  redis.call('HSET', data(key), 'p', params)
+  supersede(key, old, entry.g, redis.call('HGET', data(key), 'p' .. entry.g) or '')
   admit(key, entry, now)
 end
 

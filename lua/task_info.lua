@@ -2,8 +2,9 @@
 -- ARG: key, generation (0: the current).
 -- Returns {'missing'} | {'ok', record (msgpack), error ('' none), progress (flat completed,
 --   total, details, updated ms; empty when none)}; a generation still in the
---   key's FIFO gets a record made from its entry (status queued); a superseded one a record
---   made from its last run (status: that run's outcome), or 'missing' if it never ran.
+--   key's FIFO gets a record made from its entry (status queued); a superseded one its final
+--   record as kept (tdata:<key> o<g>), else one made from its last run (status: that run's
+--   outcome), or 'missing' if it never ran.
 -- Invariant: read only.
 local key, wanted = ARG[1], tonumber(ARG[2])
 local raw = redis.call('HGET', TJOBS, key)
@@ -24,6 +25,12 @@ if rec.g < wanted then
     end
   end
   return {'missing'}
+end
+local kept = decode(redis.call('HGET', data(key), 'o' .. wanted) or '')
+if kept and type(kept.r) == 'table' then
+  local err = ''
+  if kept.r.s ~= 'succeeded' then err = kept.v end
+  return {'ok', cmsgpack.pack(kept.r), err, {}}
 end
 for _, item in ipairs(redis.call('LRANGE', runs(key), 0, HISTORY - 1)) do
   local run = decode(item)

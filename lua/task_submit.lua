@@ -139,9 +139,8 @@ local function submit(i, j)
 
   local old = found
   if old then unlist(key, old) end
-  redis.call('DEL', data(key))
-  redis.call('HSET', data(key), 'p', params)
   entry.g = redis.call('HINCRBY', TMETA, 'gen', 1)
+  supersede(key, old, entry.g, params)
   local rec = admit(key, entry, now)
   remember_idem(rec.g)
   return {'ok', rec.g, rec.s}

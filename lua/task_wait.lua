@@ -2,14 +2,19 @@
 -- step, so a finish can never slip between the look and the registration.
 -- ARG: key, node, request id (0: only look, register nothing), generation (0: the current).
 -- Returns {'missing'} | {'corrupt'} | {'superseded'} (a later generation of the key replaced
---   it: its outcome is in the key's runs) | {'done', status, generation, value} (value: the
---   result when succeeded, else the error; '' when none) | {'waiting', status, generation}.
+--   it, and its outcome is no longer kept: its status is in the key's runs) | {'done',
+--   status, generation, value} (value: the result when succeeded, else the error; '' when
+--   none; a replaced generation's from its kept outcome) | {'waiting', status, generation}.
 -- Invariant: at most 64 waiters per generation (later ones fall back to their re-check).
 local key, node, request, wanted = ARG[1], ARG[2], tonumber(ARG[3]), tonumber(ARG[4])
 local rec = load_task(key)
 if rec == nil then return {'missing'} end
 if rec == false then return {'corrupt'} end
-if wanted > 0 and rec.g > wanted then return {'superseded'} end
+if wanted > 0 and rec.g > wanted then  -- a later one replaced it: its kept outcome, if any
+  local kept = decode(redis.call('HGET', data(key), 'o' .. wanted) or '')
+  if kept and type(kept.r) == 'table' then return {'done', kept.r.s, wanted, kept.v} end
+  return {'superseded'}
+end
 if wanted > 0 and rec.g < wanted then  -- still in the key's FIFO
   local entries = redis.call('LRANGE', next_of(key), 0, -1)
   for i, raw in ipairs(entries) do

@@ -12,7 +12,7 @@ import pytest
 import redpool
 from tests.helpers import eventually
 from tests.tasks.conftest import TaskWorkerProc, read_events
-from tests.tasks.sample_tasks import echo, sleep
+from tests.tasks.sample_tasks import boom, echo, sleep
 
 Workers = Callable[..., Awaitable[TaskWorkerProc]]
 MakeNode = Callable[..., Awaitable[redpool.Node]]
@@ -34,6 +34,36 @@ async def test_queued_submissions_of_a_key_run_one_at_a_time_in_submit_order(
     assert [e[2] for e in events] == ["start", "end"] * 6  # never two at once
     epochs = [int(e[5]) for e in events if e[2] == "start"]
     assert epochs == sorted(epochs)
+
+
+async def test_a_replaced_generation_keeps_its_outcome_for_a_handle_that_asks_late(
+    make_node: MakeNode, task_workers: Workers
+) -> None:
+    await task_workers()
+    node = await make_node()
+    before = await node.submit(echo, "before", key="late")
+    assert await before.result(timeout=10) == "before"
+    # Every handle below asks only once later generations replaced its own.
+    handles = [
+        await node.submit(echo, "m0", key="late", if_active="queue"),
+        await node.submit(boom, None, key="late", if_active="queue"),
+        await node.submit(echo, "m2", key="late", if_active="queue"),
+    ]
+    assert await handles[2].result(timeout=10) == "m2"
+    assert await before.result(timeout=1) == "before"  # replaced by a fresh submit
+    assert await handles[0].result(timeout=1) == "m0"  # replaced by its FIFO's next
+    with pytest.raises(redpool.JobFailedError) as caught:
+        await handles[1].result(timeout=1)
+    assert caught.value.info.error is not None and caught.value.info.error.message == "boom"
+    # The last 20 replaced generations keep theirs: 19 more push out "before" and "m0".
+    more = [await node.submit(echo, str(i), key="late", if_active="queue") for i in range(19)]
+    assert await more[-1].result(timeout=30) == "18"
+    for gone in (before, handles[0]):
+        with pytest.raises(redpool.JobNotFoundError):
+            await gone.result(timeout=1)
+    with pytest.raises(redpool.JobFailedError):
+        await handles[1].result(timeout=1)
+    assert await handles[2].result(timeout=1) == "m2"
 
 
 async def test_a_generation_waiting_in_its_keys_queue_is_queued_and_cancels_at_once(
