@@ -282,6 +282,21 @@ async def wait_gate(name: str) -> None:
         await client.aclose()
 
 
+@tasks.task(name="gated")
+async def gated(run: RunContext, params: None) -> str:
+    """Runs until the test opens its run's own gate (``test:gate:<key>:<epoch>``): under
+    way for as long as the test needs, however slow the machine, and a stale copy of the
+    run never takes the gate meant for the current one."""
+    record(run, "start")
+    try:
+        await wait_gate(f"{run.key}:{run.epoch}")
+    except asyncio.CancelledError:
+        record(run, "stopped")
+        raise
+    record(run, "end")
+    return "opened"
+
+
 @tasks.task(name="holder")
 async def holder(run: RunContext, params: dict[str, str]) -> str:
     """Holds params['target'] until the test opens its gate; then, by params['how']: 'exit'
