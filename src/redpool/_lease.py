@@ -162,8 +162,13 @@ class Lease:
         return beat
 
     def fence(self, reason: str) -> None:
-        """Fence now, before the timer would: ``reason`` (a stalled event loop) may have let
-        the lease expire for the other nodes meanwhile."""
+        """Fence now, before the timer would, if ``reason`` (a stalled event loop) ran into
+        the fence time: the lease may have expired for the others meanwhile. A stall that
+        ended before it left the lease (valid until at least ``sent + ttl``) and the whole
+        stop budget intact: fencing then only interrupted the runs here for nothing."""
+        if self._clock.valid():
+            self._log.warning(f"{reason}; the lease still holds: not fencing")
+            return
         self._fence(reason)
 
     def _fence(self, reason: str | None = None) -> None:
