@@ -362,6 +362,16 @@ function finish(key, rec, status, now)
   promote(key, now)
 end
 
+-- A run placed on a worker but not claimed yet ('starting': its code has not begun, the claim
+-- is the start) is canceled at once; its claim finds it over, and the worker's slot takes
+-- the next queued job. Flagged 'canceling' instead, no claim would ever take it (the claim
+-- takes only 'starting' runs) and the job stayed canceling for good.
+local function cancel_unclaimed(key, rec, now)
+  local worker = rec.w
+  finish(key, rec, 'canceled', now)
+  refill(worker, now, 1)
+end
+
 -- A suspended run gives its slot back; with a resume asked meanwhile it is placed again at
 -- once. ``uncharged``: the run is not an attempt (it stopped for the suspend).
 local function suspended(key, rec, now, uncharged)

@@ -1,6 +1,7 @@
 -- task_cancel: cancel a generation of a job. A scheduled, queued, locked or suspended one
--- ends at once, and so does one still waiting in its key's FIFO; one on a worker (starting,
--- running, pausing, paused, suspending: a cancel wins over a suspend) is flagged (cf, status
+-- ends at once, and so does one still waiting in its key's FIFO or placed on a worker that
+-- has not claimed it (starting); one whose code runs (running, pausing, paused,
+-- suspending: a cancel wins over a suspend) is flagged (cf, status
 -- canceling) and its owner is told; the owner stops the code and reports 'canceled' (its
 -- worker's death ends it as canceled too).
 -- ARG: key, generation (0: the current), request id (the memo's key in tidem), memo ttl ms.
@@ -37,6 +38,10 @@ local function cancel()
     redis.call('ZREM', TDELAYED, key)
     redis.call('ZREM', ready(rec.q), key)
     finish(key, rec, 'canceled', now)
+    return {'canceled', rec.g}
+  end
+  if rec.s == 'starting' then
+    cancel_unclaimed(key, rec, now)
     return {'canceled', rec.g}
   end
   rec.cf = 1

@@ -124,6 +124,8 @@ local function submit(i, j)
         redis.call('ZREM', TDELAYED, key)
         redis.call('ZREM', ready(old.q), key)
         finish(key, old, 'canceled', now)
+      elseif old.s == 'starting' then
+        cancel_unclaimed(key, old, now)
       elseif old.s ~= 'canceling' then
         old.cf = 1
         set_status(key, old, 'canceling')

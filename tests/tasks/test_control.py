@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -43,6 +44,31 @@ async def test_cancel_of_a_running_job_stops_its_code_and_returns_once_it_ended(
     assert [e[2] for e in read_events(task_events)] == ["start", "stopped"]
     with pytest.raises(redpool.JobCanceledError):
         await handle.result()
+
+
+async def test_a_cancel_that_comes_before_the_worker_took_the_run_ends_it_canceled(
+    make_node: MakeNode,
+    task_workers: Workers,
+    task_events: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The worker is stopped (SIGSTOP) while the run is placed on it and canceled: the run
+    # ends canceled at once, its code never starts, and the worker's slot serves the next
+    # job. Flagged 'canceling' instead, its claim refused it and it stayed so until the
+    # worker's lease expired (for good on a live worker: cancel_other schedules hung).
+    monkeypatch.setenv("REDPOOL_TEST_WORKER_TTL", "30")  # the stop is no lease loss
+    worker = await task_workers(1)
+    node = await make_node(client_only=True)
+    worker.proc.send_signal(signal.SIGSTOP)
+    try:
+        handle = await node.submit(sleep, {"s": 30})
+        assert await handle.status() is redpool.Status.STARTING
+        assert await handle.cancel(wait=False) is redpool.Status.CANCELED  # at once
+    finally:
+        worker.proc.send_signal(signal.SIGCONT)
+    again = await node.submit(sleep, {"s": 0})  # the worker's slot is free again
+    assert (await again.wait(timeout=10)).status is redpool.Status.SUCCEEDED
+    assert [e[2] for e in read_events(task_events)] == ["start", "end"]  # only the second's
 
 
 async def test_cancel_of_a_queued_job_is_immediate_and_it_never_starts(

@@ -17,7 +17,8 @@ from tests.tasks.sample_tasks import tasks
 
 
 async def main(url: str, pool: str, concurrency: int, queues: list[str]) -> None:
-    node = await redpool.add_node(pool, url, worker_ttl=1.0, job_sink_block=1.0)
+    ttl = float(os.environ.get("REDPOOL_TEST_WORKER_TTL", "1.0"))  # longer: it may be stopped
+    node = await redpool.add_node(pool, url, worker_ttl=ttl, job_sink_block=1.0)
     caps: dict[str, int | None] = {}
     for spec in queues or ["default"]:
         name, _, cap = spec.partition("=")

@@ -115,9 +115,9 @@ class TaskWorker:
                 if run.epoch != claim.epoch or run.task is not None:
                     run = self._new_run(claim.key, claim.epoch)
                 self._runs[claim.key] = run
-                run.task = asyncio.create_task(self._execute(claim, run), name=claim.key)
                 if claim.cancel_requested:
-                    self.stop(claim.key, claim.epoch, "canceled")
+                    run.stop = run.stop or "canceled"
+                run.task = asyncio.create_task(self._execute(claim, run), name=claim.key)
 
     def _new_run(self, key: str, epoch: int) -> _Run:
         def stop(reason: str) -> None:
@@ -141,11 +141,13 @@ class TaskWorker:
         """Cancel the run of ``key`` (of ``epoch``, when given): the code stops at its next
         await; its report says ``reason``."""
         run = self._runs.get(key)
-        if run is None or run.task is None or (epoch is not None and run.epoch != epoch):
+        if run is None or (epoch is not None and run.epoch != epoch):
             return
         if run.ended:  # a late request (the upkeep repeats pending ones) must not cancel the
             return  # report: the record would stay on this worker, and the key busy
         run.stop = run.stop or reason
+        if run.task is None:  # being claimed: the run sees run.stop before its code starts
+            return
         if reason == "interrupted" and self._children is not None:  # fenced: no grace
             self._children.kill(key, "its worker's lease may expire: no time for a grace")
         run.task.cancel()
@@ -213,6 +215,8 @@ class TaskWorker:
         if claim.stall_timeout_ms > 0:
             self._watch_stall(claim, run, ctx, holds)
         try:
+            if run.stop:  # stopped while it was being claimed: its code never starts (a
+                return run.stop, b"", -1  # task canceled before its first step never reports)
             await hooks.start(run.hooks, ctx)
             result = run.result = await self._call(task, ctx, params, run)
         except asyncio.CancelledError as exc:
