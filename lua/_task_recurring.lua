@@ -5,8 +5,9 @@
 --   nc the next grid points in ms, computed by the Python side, which has the cron library),
 --   sa / ea window start / end ms, mr max runs, n occurrences ended, ov overlap ('skip' |
 --   'buffer_one' | 'cancel_other'), cw catch-up window ms, j jitter ms, fp fingerprint of
---   spec, task, params and options (an upsert with the same fp changes nothing), od the grid
---   point of the current occurrence.
+--   spec, task, params and options (an upsert with the same fp changes nothing), od the due
+--   time of the current occurrence (its grid point, or when a wake or the run before it made
+--   it due): the occurrence's identity, run.scheduled_for.
 -- Record flags: ag 1 (run once more right after this run: a wake or a cancel_other due time
 --   came during it), oc 1 (the run is being canceled for the next occurrence: cancel_other),
 --   ss 1 (suspend the schedule once this run ended).

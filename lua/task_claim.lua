@@ -5,8 +5,8 @@
 --   attempt, timeout ms, retry spec, generation, tenant, labels, cancel requested (0/1),
 --   stall timeout ms, interrupts, resumed (0/1: the generation was suspended and resumed),
 --   checkpoint state ('' none), last progress (flat completed, total, details, updated ms;
---   empty when none), schedule (msgpack {k, cr, tz} of a recurring job's spec, '' for a
---   plain job)}.
+--   empty when none), schedule (msgpack {k, cr, tz, od} of a recurring job's spec, od the
+--   due time of the occurrence: run.scheduled_for; '' for a plain job)}.
 -- Invariant: a run starts only under the assignment (worker, epoch) the record names, once;
 -- the record says whether its task is suspendable (the worker that runs it has the code).
 local worker, now, out = ARG[1], now_ms(), {}
@@ -26,7 +26,8 @@ for i = 3, #ARG, 2 do
     out[#out + 1] = {rec.t, f[1] or '', rec.a, rec.to, cmsgpack.pack(rec.rs or {}),
                      rec.g, rec.tn or '', cmsgpack.pack(rec.lb or {}), rec.cf or 0,
                      rec.sl or 0, rec.ni or 0, rec.rz or 0, f[2] or '', progress,
-                     rec.rc and cmsgpack.pack({k = rec.rc.k, cr = rec.rc.cr, tz = rec.rc.tz}) or ''}
+                     rec.rc and cmsgpack.pack({k = rec.rc.k, cr = rec.rc.cr, tz = rec.rc.tz,
+                       od = rec.rc.od}) or ''}
   else
     out[#out + 1] = 0
   end

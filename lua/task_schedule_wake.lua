@@ -20,10 +20,11 @@ if rec.s == 'scheduled' then
   local at = now + within
   if at >= rec.due then return {'ok', rec.s, math.max(0, rec.due - now)} end
   if within <= 0 then
+    rec.rc.od = now
     start_now(key, rec, now)
     return {'ok', rec.s, 0}
   end
-  rec.due = at
+  rec.due, rec.rc.od = at, at  -- a woken occurrence is its own, not the grid point's
   save_task(key, rec)
   redis.call('ZADD', TDELAYED, at, key)
   tell_due(key, at, now)

@@ -1,6 +1,7 @@
 """Tasks the recurring-job tests run in worker processes (tests/tasks/recurring_proc.py).
-Each run appends ``<what> <key> <pid> <wall ms> <attempt> <tag>`` to the Redis list named by
-$REDPOOL_RECUR_EVENTS (RPUSH: the list's order is the order the events happened in)."""
+Each run appends ``<what> <key> <pid> <wall ms> <attempt> <tag> <scheduled_for ms>`` to the
+Redis list named by $REDPOOL_RECUR_EVENTS (RPUSH: the list's order is the order the events
+happened in)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ async def record(run: RunContext, what: str, tag: str = "-") -> None:
         return
     if not _client:
         _client.append(aioredis.Redis.from_url(os.environ["REDPOOL_RECUR_REDIS"]))
-    line = f"{what} {run.key} {os.getpid()} {round(time.time() * 1000)} {run.attempt} {tag}"
+    due = 0 if run.scheduled_for is None else round(run.scheduled_for.timestamp() * 1000)
+    line = f"{what} {run.key} {os.getpid()} {round(time.time() * 1000)} {run.attempt} {tag} {due}"
     await _client[0].rpush(events, line)
 
 

@@ -26,7 +26,7 @@ from tests.tasks.recurring_tasks import tasks as recurring_tasks
 
 MakeNode = Callable[..., Awaitable[redpool.Node]]
 Workers = Callable[..., Awaitable[TaskWorkerProc]]
-Event = tuple[str, str, int, int, int, str]  # what, key, pid, wall ms, attempt, tag
+Event = tuple[str, str, int, int, int, str, int]  # what, key, pid, wall ms, attempt, tag, due
 
 
 @pytest.fixture
@@ -66,9 +66,9 @@ async def workers(redis_url: str, pool_name: str, events_key: str) -> AsyncItera
 async def events(redis: aioredis.Redis, key: str, name: str | None = None) -> list[Event]:
     out: list[Event] = []
     for raw in await redis.lrange(key, 0, -1):
-        what, job, pid, ms, attempt, tag = raw.decode().split()
+        what, job, pid, ms, attempt, tag, due = raw.decode().split()
         if name is None or job == name:
-            out.append((what, job, int(pid), int(ms), int(attempt), tag))
+            out.append((what, job, int(pid), int(ms), int(attempt), tag, int(due)))
     return out
 
 
@@ -134,8 +134,9 @@ async def test_interval_due_times_stay_on_the_grid_of_the_redis_clock(
         assert offset_ms % 250 == 0 and offset_ms > 0
     starts = [e for e in await events(redis, events_key, "grid") if e[0] == "start"]
     anchor_ms = round(anchor.timestamp() * 1000)
-    slots = [(e[3] - anchor_ms) // 250 for e in starts]
-    assert slots == sorted(set(slots))  # never early, never twice in one grid slot
+    dues = [e[6] for e in starts]  # run.scheduled_for: the occurrence's grid point
+    assert dues == sorted(set(dues)) and all((due - anchor_ms) % 250 == 0 for due in dues)
+    assert all(e[3] >= e[6] for e in starts)  # never early, never one occurrence twice
 
 
 async def test_upserts_from_two_nodes_make_one_schedule_and_a_changed_spec_takes_over(
@@ -177,7 +178,13 @@ async def test_a_wake_during_a_run_is_not_lost_it_runs_once_more_right_after(
     assert info.runs == 2
     assert info.next_run_at is not None
     assert info.next_run_at - info.created_at == timedelta(hours=1)  # the grid is not moved
-    assert_one_at_a_time(await events(redis, events_key, "report"))
+    found = await events(redis, events_key, "report")
+    assert_one_at_a_time(found)
+    # Woken occurrences are their own (scheduled_for: when they were made due), not the
+    # grid point's, which still runs in an hour as an occurrence of its own.
+    dues = [e[6] for e in found if e[0] == "start"]
+    grid_ms = round(info.next_run_at.timestamp() * 1000)
+    assert len(set(dues)) == 2 and all(due < grid_ms for due in dues), (dues, grid_ms)
 
 
 async def test_a_wake_only_moves_the_next_run_earlier(make_node: MakeNode) -> None:
@@ -282,20 +289,27 @@ async def test_kill_9_of_the_node_that_would_fire_loses_no_occurrence_and_runs_n
     # on a live worker (a run placed on the dead one would start after the reaping, late).
     handle = await node.schedule_job("beat", sleep, {"s": 0.05}, every=2.0)
     anchor_ms = round((await handle.info()).created_at.timestamp() * 1000)
-    found = await until(redis, events_key, "beat", "end", 2)
-    # The process whose run just ended armed the timer of the next occurrence: kill it.
+    await until(redis, events_key, "beat", "end", 2)
+    # The process whose run just ended armed the timer of the next occurrence: kill it once
+    # that run's end is in Redis. (Killed between its code's end and its report, the run is
+    # interrupted and runs again, with the same scheduled_for: at least once.)
+    deadline = time.monotonic() + 20
+    while (info := await handle.info()).runs < 2 or info.status != redpool.Status.SCHEDULED:
+        assert time.monotonic() < deadline, info
+        await asyncio.sleep(0.02)
+    found = await events(redis, events_key, "beat")
     victim = found[-1][2]
     killed_at = len(found)
     procs[victim].kill()
     await procs[victim].proc.wait()
     found = await until(redis, events_key, "beat", "end", 5)
     starts = [e for e in found if e[0] == "start"]
-    slots = [(e[3] - anchor_ms) // 2000 for e in starts]
-    assert slots == sorted(set(slots))  # no occurrence twice
+    # Each occurrence's identity is its due time (run.scheduled_for), not its start (a late
+    # start under load falls in the next grid slot): every grid point ran once, none is lost.
+    assert [e[6] for e in starts] == [anchor_ms + k * 2000 for k in range(1, len(starts) + 1)]
+    assert all(e[3] >= e[6] for e in starts)  # none started before it was due
     after = [e for e in found[killed_at:] if e[0] == "start"]
     assert after and all(e[2] != victim for e in after)
-    last_before = (found[killed_at - 1][3] - anchor_ms) // 2000
-    assert (after[0][3] - anchor_ms) // 2000 == last_before + 1  # the next one was not lost
     assert_one_at_a_time(found)
 
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from typing import Any
 
 from structlog.typing import FilteringBoundLogger
@@ -26,7 +27,10 @@ class RunContext:
     """The first argument of every task: the run's key, attempt and epoch (the fencing token
     to pass to downstream writes), its labels and tenant, progress and ownership.
     ``resumed``: the job was suspended and resumed; ``checkpoint_state``: the generation's
-    last ``checkpoint(state)`` (None if none); ``last_progress``: its last progress."""
+    last ``checkpoint(state)`` (None if none); ``last_progress``: its last progress.
+    ``scheduled_for``: a schedule's run, the due time of its occurrence (the grid point,
+    jitter not counted; a woken run's, when it was woken): the identity of the occurrence,
+    the same for every attempt of it (an idempotency key); None for a plain job."""
 
     def __init__(
         self,
@@ -48,6 +52,10 @@ class RunContext:
         self.worker_id = worker_id
         self.log = log.bind(key=claim.key, attempt=claim.attempt, epoch=claim.epoch)
         self.resumed = claim.resumed
+        due = (claim.schedule or {}).get("od")
+        self.scheduled_for: datetime | None = (
+            None if due is None else datetime.fromtimestamp(int(due) / 1000, timezone.utc)
+        )
         self.checkpoint_state: Any = decode(claim.checkpoint_state)
         self.last_progress: Progress | None = decode_progress(list(claim.progress))
         self._scripts = scripts

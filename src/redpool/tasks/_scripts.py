@@ -125,7 +125,7 @@ class Claim:
     resumed: bool = False  # the generation was suspended and resumed
     checkpoint_state: bytes = b""  # the generation's last checkpoint(state), msgpack
     progress: tuple[bytes, ...] = ()  # its last progress (lua/task_claim.lua)
-    schedule: dict[str, Any] | None = None  # a recurring job's {k, cr, tz}
+    schedule: dict[str, Any] | None = None  # a recurring job's {k, cr, tz, od}
 
 
 @dataclass(frozen=True, slots=True)
