@@ -8,7 +8,9 @@
 -- Returns {next due ms (-1: none), now ms, flat (key, worker, epoch) starts not taken,
 --   runs interrupted, own workers not registered (reaped while this node was cut off: they
 --   join again), flat (key, worker, epoch, status) own runs with a request pending (pausing,
---   suspending, canceling: told again, in case its message was lost)}.
+--   suspending, canceling: told again, in case its message was lost), flat (key, worker,
+--   epoch) of every run the records give to own workers past its claim (running, canceling,
+--   pausing, paused, suspending): the upkeep hands back those the worker does not have}.
 -- Invariants: a worker's runs move only once its node's lease expired, never on evidence
 -- from a gap in the pool's heartbeats (the core heartbeat's amnesty: after a gap every lease
 -- gets one more TTL); each due job is placed by one caller (the ZREM and the placement are
@@ -45,7 +47,7 @@ end
 fire_due(now, limit)
 pull_all(now, limit)
 
-local untaken, unregistered, pending = {}, {}, {}
+local untaken, unregistered, pending, owned = {}, {}, {}, {}
 local REQUESTS = {pausing = true, suspending = true, canceling = true}
 for i = 4, #ARG do
   if redis.call('HEXISTS', TWORKERS, ARG[i]) == 0 then unregistered[#unregistered + 1] = ARG[i] end
@@ -55,8 +57,11 @@ for i = 4, #ARG do
       untaken[#untaken + 1] = key
       untaken[#untaken + 1] = ARG[i]
       untaken[#untaken + 1] = rec.e
-    elseif rec and rec.w == ARG[i] and REQUESTS[rec.s] then
-      for _, v in ipairs({key, ARG[i], rec.e, rec.s}) do pending[#pending + 1] = v end
+    elseif rec and rec.w == ARG[i] and ON_WORKER[rec.s] then
+      for _, v in ipairs({key, ARG[i], rec.e}) do owned[#owned + 1] = v end
+      if REQUESTS[rec.s] then
+        for _, v in ipairs({key, ARG[i], rec.e, rec.s}) do pending[#pending + 1] = v end
+      end
     end
   end
 end
@@ -64,4 +69,4 @@ end
 local head = redis.call('ZRANGE', TDELAYED, 0, 0, 'WITHSCORES')
 local due = -1
 if head[2] then due = tonumber(head[2]) end
-return {due, now, untaken, interrupted, unregistered, pending}
+return {due, now, untaken, interrupted, unregistered, pending, owned}

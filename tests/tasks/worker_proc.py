@@ -1,7 +1,8 @@
 """A task worker process for the tests: ``python -m tests.tasks.worker_proc <redis url>
-<pool> <concurrency> [queue[=cap] ...]``. Prints ``ready <node id>`` once it serves, and
-runs until it is killed or gets SIGTERM (then it closes its node). $REDPOOL_TASK_ISOLATION
-and $REDPOOL_KILL_GRACE set ``add_task_worker(isolation=, kill_grace=)``."""
+<pool> <concurrency> [queue[=cap] ...]`` (worker_ttl 1 s, or $REDPOOL_TEST_WORKER_TTL).
+Prints ``ready <node id>`` once it serves, and runs until it is killed or gets SIGTERM (then
+it closes its node). $REDPOOL_TASK_ISOLATION and $REDPOOL_KILL_GRACE set
+``add_task_worker(isolation=, kill_grace=)``."""
 
 from __future__ import annotations
 

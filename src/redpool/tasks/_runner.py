@@ -53,6 +53,7 @@ class _Run:
     watchdog: asyncio.TimerHandle | None = None  # stall_timeout
     next_in: float | None = None  # a schedule's run returned NextRunIn
     ended: bool = False  # its code stopped: hooks and the report run, and are never canceled
+    begun: bool = False  # its task took its first step (a cancel before it would skip the report)
 
 
 class TaskWorker:
@@ -94,6 +95,17 @@ class TaskWorker:
         """Keys of the runs under way here."""
         return list(self._runs)
 
+    def unknown(self, runs: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Of the (key, epoch) runs the records give this worker, those it does not have:
+        neither being claimed (no task yet) nor running nor reporting (a run leaves ``_runs``
+        once its report went through or gave up; a task that ended without that never ran)."""
+
+        def has(key: str, epoch: int) -> bool:
+            run = self._runs.get(key)
+            return run is not None and run.epoch == epoch and not (run.task and run.task.done())
+
+        return [(k, e) for k, e in runs if not has(k, e)]
+
     async def take(self, starts: Sequence[tuple[str, int]]) -> None:
         """Claim the runs handed to this worker and start them."""
         fresh = [(k, e) for k, e in starts if k not in self._runs or self._runs[k].epoch != e]
@@ -115,6 +127,8 @@ class TaskWorker:
                 if run.epoch != claim.epoch or run.task is not None:
                     run = self._new_run(claim.key, claim.epoch)
                 self._runs[claim.key] = run
+                if not self._lease_valid():  # fenced while the claim was on its way
+                    run.stop = "interrupted"  # reported at once: its code never runs
                 if claim.cancel_requested:
                     run.stop = run.stop or "canceled"
                 run.task = asyncio.create_task(self._execute(claim, run), name=claim.key)
@@ -150,7 +164,8 @@ class TaskWorker:
             return
         if reason == "interrupted" and self._children is not None:  # fenced: no grace
             self._children.kill(key, "its worker's lease may expire: no time for a grace")
-        run.task.cancel()
+        if run.begun:  # else its first step sees the stop and reports it (a task cancelled
+            run.task.cancel()  # before its first step never runs its code: no report)
         run.control.wake()
 
     def done_events(self) -> list[asyncio.Event]:
@@ -169,6 +184,7 @@ class TaskWorker:
             await self._children.close()
 
     async def _execute(self, claim: Claim, run: _Run) -> None:
+        run.begun = True
         try:
             outcome, value, retry_ms = await self._outcome(claim, run)
             run.ended = True
@@ -215,8 +231,8 @@ class TaskWorker:
         if claim.stall_timeout_ms > 0:
             self._watch_stall(claim, run, ctx, holds)
         try:
-            if run.stop:  # stopped while it was being claimed: its code never starts (a
-                return run.stop, b"", -1  # task canceled before its first step never reports)
+            if run.stop:  # stopped while it was being claimed or before its first step: its
+                return run.stop, b"", -1  # code never starts (see stop())
             await hooks.start(run.hooks, ctx)
             result = run.result = await self._call(task, ctx, params, run)
         except asyncio.CancelledError as exc:

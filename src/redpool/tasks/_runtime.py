@@ -71,6 +71,7 @@ class TaskLayer:
         self._wake = asyncio.Event()
         self._due_at: float | None = None  # monotonic time of the earliest known due job
         self._beat_at = 0.0  # monotonic time of the next full upkeep
+        self._suspects: set[tuple[str, str, int]] = set()  # runs own workers did not have
         self._started = False
 
     async def start(self) -> None:
@@ -189,6 +190,33 @@ class TaskLayer:
         for key, worker_id, epoch, status in upkeep.pending:  # told again: level-triggered
             if worker_id in self.workers:
                 self.workers[worker_id].control(key, epoch, _REQUESTS[status])
+        await self._reconcile(upkeep.owned)
+
+    async def _reconcile(self, owned: list[tuple[str, str, int]]) -> None:
+        """Hand back the runs the records give an own worker that it does not have (a lost
+        claim reply, a report that gave up, a cancel before the claim): level-triggered, so
+        no lost message or reply leaves a job on a live worker for good. A run is handed back
+        once two upkeeps in a row found it missing here (never racing a claim or a report
+        still under way), and only at that epoch (lua/task_hand_back.lua)."""
+        by_worker: dict[str, list[tuple[str, int]]] = {}
+        for key, worker_id, epoch in owned:
+            by_worker.setdefault(worker_id, []).append((key, epoch))
+        suspects: set[tuple[str, str, int]] = set()
+        for worker_id, runs in by_worker.items():
+            worker = self.workers.get(worker_id)
+            if worker is None:
+                continue
+            missing = {(worker_id, k, e) for k, e in worker.unknown(runs)}
+            confirmed = missing & self._suspects
+            suspects |= missing - confirmed
+            if confirmed:
+                handed = await self.scripts.hand_back(worker_id, [(k, e) for _, k, e in confirmed])
+                self.log.warning(
+                    "handed back runs the records gave this worker but it did not have",
+                    worker=worker_id,
+                    runs=handed,
+                )
+        self._suspects = suspects
 
     def _arm(self, next_due_ms: int, now_ms: int) -> None:
         """The timer of the earliest due job, from a script's answer (server times)."""

@@ -24,6 +24,7 @@ _NAMES = (
     "task_delete",
     "task_finish",
     "task_fire",
+    "task_hand_back",
     "task_hold",
     "task_info",
     "task_join",
@@ -53,6 +54,7 @@ ALLOW_OOM = frozenset(
         "task_delete",
         "task_finish",
         "task_fire",
+        "task_hand_back",
         "task_leave",
         "task_maintain",
         "task_purge",
@@ -167,6 +169,7 @@ class Upkeep:
     interrupted: int
     unregistered: list[str]  # own workers reaped while the node was cut off
     pending: list[tuple[str, str, int, str]]  # (key, worker, epoch, status) of own flagged runs
+    owned: list[tuple[str, str, int]]  # (key, worker, epoch) the records give own workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,12 +330,9 @@ class TaskScripts(ScriptRunner):
         await self._run("task_configure_queue", [queue, max_running, max_queued])
 
     async def maintain(self, node: str, ttl_ms: int, limit: int, workers: Sequence[str]) -> Upkeep:
-        due, now, flat, interrupted, unregistered, flagged = await self._run(
+        due, now, flat, interrupted, unregistered, flagged, owned = await self._run(
             "task_maintain", [node, ttl_ms, limit, *workers]
         )
-        untaken = [
-            (text(flat[i]), text(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)
-        ]
         pending = [
             (text(flagged[i]), text(flagged[i + 1]), int(flagged[i + 2]), text(flagged[i + 3]))
             for i in range(0, len(flagged), 4)
@@ -340,11 +340,20 @@ class TaskScripts(ScriptRunner):
         return Upkeep(
             int(due),
             int(now),
-            untaken,
+            _runs(flat),
             int(interrupted),
             [text(w) for w in unregistered],
             pending,
+            _runs(owned),
         )
+
+    async def hand_back(self, worker: str, runs: Sequence[tuple[str, int]]) -> int:
+        """Give back runs the records give ``worker`` that it does not have; how many moved
+        (lua/task_hand_back.lua)."""
+        args: list[str | int] = [worker]
+        for key, epoch in runs:
+            args += [key, epoch]
+        return int(await self._run("task_hand_back", args))
 
     async def progress(
         self, worker: str, key: str, epoch: int, completed: float, total: float, details: str
@@ -410,6 +419,11 @@ class TaskScripts(ScriptRunner):
         resume; ``grid``: a cron schedule's next points (ms)."""
         res = await self._run("task_schedule_suspend", [key, action, msgpack.packb(list(grid))])
         return text(res[0]), text(res[1]), int(res[2])
+
+
+def _runs(flat: list[Any]) -> list[tuple[str, str, int]]:
+    """(key, worker, epoch) triples of a flat script reply."""
+    return [(text(flat[i]), text(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)]
 
 
 def _admission(job: Admit, res: list[Any]) -> Admission:

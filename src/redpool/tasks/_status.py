@@ -110,7 +110,7 @@ class RunInfo:
     started_at: datetime
     ended_at: datetime
     error: ErrorInfo | None
-    reason: str | None = None  # why it was interrupted: stalled, lost, fenced, shutdown
+    reason: str | None = None  # why it was interrupted: stalled, lost, fenced, shutdown, orphaned
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,88 @@
+"""Runs the records give a live worker that the worker does not have (a claim's reply lost,
+a cancel that came before the claim, a fence while runs were being claimed) are handed back
+by the upkeep's reconciliation: every job still ends, none stays 'running' on a worker whose
+lease stays valid."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from pytest import MonkeyPatch
+
+import redpool
+from tests.conftest import script_sha
+from tests.helpers import eventually
+from tests.proxy import Proxy
+from tests.tasks.conftest import TaskWorkerProc, read_events
+from tests.tasks.sample_tasks import AddParams, add, sleep, tasks
+
+Workers = Callable[..., Awaitable[TaskWorkerProc]]
+MakeNode = Callable[..., Awaitable[redpool.Node]]
+
+
+async def test_a_run_whose_claim_reply_was_lost_is_handed_back_and_runs(
+    make_node: MakeNode, via_proxy: Callable[..., Awaitable[redpool.Node]], proxy: Proxy
+) -> None:
+    # The claim made the record 'running' on the worker; the worker never learned it. Was
+    # 'running' for good: nothing looked at running records of a live worker.
+    worker = await via_proxy()
+    await worker.add_task_worker(tasks)
+    client = await make_node(client_only=True)
+    proxy.lose_reply_to(script_sha("task_claim"))
+    handle = await client.submit(add, AddParams(1, 2))
+    assert (await handle.result(timeout=10)).total == 3
+    assert proxy.lost == 1
+    runs = [(run.outcome, run.reason) for run in await handle.runs()]
+    assert runs == [("succeeded", None), ("interrupted", "orphaned")]
+    info = await handle.info()
+    assert (info.attempt, info.interrupts) == (1, 0)  # the lost run is charged neither
+
+
+async def test_a_job_canceled_before_its_worker_claimed_it_ends_canceled(
+    make_node: MakeNode, task_workers: Workers, task_events: Path, monkeypatch: MonkeyPatch
+) -> None:
+    # The cancel made the record 'canceling' while its start was on its way; the claim then
+    # found it not 'starting' and took nothing. Was 'canceling' for good, its slot taken.
+    monkeypatch.setenv("REDPOOL_TEST_WORKER_TTL", "3")  # the pause stays well within it
+    proc = await task_workers(1)
+    client = await make_node(client_only=True)
+    proc.proc.send_signal(signal.SIGSTOP)
+    try:
+        handle = await client.submit(sleep, {"s": 30}, key="early")
+        assert await handle.status() is redpool.Status.STARTING
+        assert await handle.cancel(wait=False) is redpool.Status.CANCELING
+    finally:
+        proc.proc.send_signal(signal.SIGCONT)
+    assert (await handle.wait(timeout=10)).status is redpool.Status.CANCELED
+    assert [(run.outcome, run.reason) for run in await handle.runs()] == [
+        ("interrupted", "orphaned")
+    ]
+    probe = await client.submit(sleep, {"s": 0.01}, key="probe")  # the slot is free again
+    assert (await probe.wait(timeout=10)).status is redpool.Status.SUCCEEDED
+    assert [e[3] for e in read_events(task_events) if e[2] == "start"] == ["probe"]
+
+
+async def test_every_job_completes_when_its_worker_fences_without_losing_its_lease(
+    make_node: MakeNode, task_workers: Workers, task_events: Path, monkeypatch: MonkeyPatch
+) -> None:
+    # Paused longer than its loop-lag limit (worker_ttl / 4) but well within its lease: the
+    # worker fences when it wakes (stops its runs, refuses and drops starts), then renews.
+    monkeypatch.setenv("REDPOOL_TEST_WORKER_TTL", "3")
+    proc = await task_workers(20)
+    client = await make_node(client_only=True)
+    handles = await client.submit_many([(sleep, {"s": 0.05}) for _ in range(400)])
+    for _ in range(4):
+        await eventually(
+            lambda: len(read_events(task_events)) > 20, what="runs under way before the pause"
+        )
+        proc.proc.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(1.0)  # the fault's length (> 0.75 s lag limit, < 2 s of lease)
+        proc.proc.send_signal(signal.SIGCONT)
+        await asyncio.sleep(0.5)
+    for handle in handles:
+        assert (await handle.wait(timeout=60)).status is redpool.Status.SUCCEEDED
+    reasons = {run.reason for handle in handles for run in await handle.runs()}
+    assert "lost" not in reasons  # the lease held throughout: nothing was reaped
