@@ -3,6 +3,7 @@ pool core). Each call goes through the node's tasks layer, created on first use.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -289,6 +290,10 @@ class TaskMethods(ScheduleMethods):
                 check_in_batch(prepared[-1][0], keys, fingerprints)
             except InvalidArgumentError as exc:
                 raise InvalidArgumentError(f"submit_many item {i}: {exc}") from exc
+            if i % SUBMIT_BATCH == SUBMIT_BATCH - 1:
+                # Encoding is CPU work: 5,000 jobs blocked the loop ~1 s, long enough to fence
+                # this node (its workers' runs stopped). Nothing is sent before all checked.
+                await asyncio.sleep(0)
         layer = await self._started_layer()
         handles: list[JobHandle[Any]] = []
         for at in range(0, len(prepared), SUBMIT_BATCH):
