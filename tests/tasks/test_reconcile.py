@@ -10,9 +10,11 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import redis.asyncio as aioredis
 from pytest import MonkeyPatch
 
 import redpool
+from redpool._keys import Keys
 from tests.conftest import script_sha
 from tests.helpers import eventually
 from tests.proxy import Proxy
@@ -66,23 +68,34 @@ async def test_a_job_canceled_before_its_worker_claimed_it_ends_canceled(
 
 
 async def test_every_job_completes_when_its_worker_fences_without_losing_its_lease(
-    make_node: MakeNode, task_workers: Workers, task_events: Path, monkeypatch: MonkeyPatch
+    make_node: MakeNode,
+    task_workers: Workers,
+    monkeypatch: MonkeyPatch,
+    redis: aioredis.Redis,
+    pool_name: str,
 ) -> None:
-    # Paused longer than its loop-lag limit (worker_ttl / 4) but well within its lease: the
-    # worker fences when it wakes (stops its runs, refuses and drops starts), then renews.
-    monkeypatch.setenv("REDPOOL_TEST_WORKER_TTL", "3")
+    # Paused from just after a renewal for 0.8 TTL: past its fence time (0.75 TTL after the
+    # renewal was sent), not past its lease. It fences when it wakes (stops its runs, drops
+    # starts), renews at once, and its stopped runs go back to their queue.
+    ttl = 6.0
+    monkeypatch.setenv("REDPOOL_TEST_WORKER_TTL", str(ttl))
     proc = await task_workers(20)
     client = await make_node(client_only=True)
-    handles = await client.submit_many([(sleep, {"s": 0.05}) for _ in range(400)])
-    for _ in range(4):
-        await eventually(
-            lambda: len(read_events(task_events)) > 20, what="runs under way before the pause"
-        )
+    # 15 s of work: runs are under way at both pauses.
+    handles = await client.submit_many([(sleep, {"s": 0.5}) for _ in range(600)])
+    leases = Keys(pool_name).leases
+    for _ in range(2):
+        renewed = await redis.zscore(leases, proc.node_id)
+
+        async def beat(renewed: float | None = renewed) -> bool:
+            return await redis.zscore(leases, proc.node_id) != renewed
+
+        await eventually(beat, what="a renewal of the worker's lease")
         proc.proc.send_signal(signal.SIGSTOP)
-        await asyncio.sleep(1.0)  # the fault's length (> 0.75 s lag limit, < 2 s of lease)
+        await asyncio.sleep(0.8 * ttl)  # the fault's length
         proc.proc.send_signal(signal.SIGCONT)
-        await asyncio.sleep(0.5)
     for handle in handles:
         assert (await handle.wait(timeout=60)).status is redpool.Status.SUCCEEDED
     reasons = {run.reason for handle in handles for run in await handle.runs()}
+    assert "fenced" in reasons  # it did fence: its runs were stopped and run again
     assert "lost" not in reasons  # the lease held throughout: nothing was reaped
