@@ -1,14 +1,12 @@
 """Runs the records give a live worker that the worker does not have (a claim's reply lost,
-a cancel that came before the claim, a fence while runs were being claimed) are handed back
-by the upkeep's reconciliation: every job still ends, none stays 'running' on a worker whose
-lease stays valid."""
+a fence while runs were being claimed) are handed back by the upkeep's reconciliation: every
+job still ends, none stays 'running' on a worker whose lease stays valid."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import redis.asyncio as aioredis
 from pytest import MonkeyPatch
@@ -18,7 +16,7 @@ from redpool._keys import Keys
 from tests.conftest import script_sha
 from tests.helpers import eventually
 from tests.proxy import Proxy
-from tests.tasks.conftest import TaskWorkerProc, read_events
+from tests.tasks.conftest import TaskWorkerProc
 from tests.tasks.sample_tasks import AddParams, add, sleep, tasks
 
 Workers = Callable[..., Awaitable[TaskWorkerProc]]
@@ -41,30 +39,6 @@ async def test_a_run_whose_claim_reply_was_lost_is_handed_back_and_runs(
     assert runs == [("succeeded", None), ("interrupted", "orphaned")]
     info = await handle.info()
     assert (info.attempt, info.interrupts) == (1, 0)  # the lost run is charged neither
-
-
-async def test_a_job_canceled_before_its_worker_claimed_it_ends_canceled(
-    make_node: MakeNode, task_workers: Workers, task_events: Path, monkeypatch: MonkeyPatch
-) -> None:
-    # The cancel made the record 'canceling' while its start was on its way; the claim then
-    # found it not 'starting' and took nothing. Was 'canceling' for good, its slot taken.
-    monkeypatch.setenv("REDPOOL_TEST_WORKER_TTL", "3")  # the pause stays well within it
-    proc = await task_workers(1)
-    client = await make_node(client_only=True)
-    proc.proc.send_signal(signal.SIGSTOP)
-    try:
-        handle = await client.submit(sleep, {"s": 30}, key="early")
-        assert await handle.status() is redpool.Status.STARTING
-        assert await handle.cancel(wait=False) is redpool.Status.CANCELING
-    finally:
-        proc.proc.send_signal(signal.SIGCONT)
-    assert (await handle.wait(timeout=10)).status is redpool.Status.CANCELED
-    assert [(run.outcome, run.reason) for run in await handle.runs()] == [
-        ("interrupted", "orphaned")
-    ]
-    probe = await client.submit(sleep, {"s": 0.01}, key="probe")  # the slot is free again
-    assert (await probe.wait(timeout=10)).status is redpool.Status.SUCCEEDED
-    assert [e[3] for e in read_events(task_events) if e[2] == "start"] == ["probe"]
 
 
 async def test_every_job_completes_when_its_worker_fences_without_losing_its_lease(
