@@ -1,6 +1,6 @@
 -- task_hand_back: a worker gives back runs the records say it runs but it does not have
 -- (the upkeep's reconciliation: a claim whose reply was lost, a report that never went
--- through, a run canceled before its claim): each goes back to its queue (interrupted,
+-- through, a run its runner lost): each goes back to its queue (interrupted,
 -- reason 'orphaned'), or ends as canceled when a cancel was asked, and the free slots
 -- take the queued runs at once.
 -- ARG: worker, then (key, epoch) pairs.

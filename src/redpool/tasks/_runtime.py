@@ -194,7 +194,7 @@ class TaskLayer:
 
     async def _reconcile(self, owned: list[tuple[str, str, int]]) -> None:
         """Hand back the runs the records give an own worker that it does not have (a lost
-        claim reply, a report that gave up, a cancel before the claim): level-triggered, so
+        claim reply, a report that gave up, a run its runner lost): level-triggered, so
         no lost message or reply leaves a job on a live worker for good. A run is handed back
         once two upkeeps in a row found it missing here (never racing a claim or a report
         still under way), and only at that epoch (lua/task_hand_back.lua)."""
