@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 
@@ -17,7 +18,11 @@ from tests.tasks.recurring_tasks import tasks
 
 
 async def main(url: str, pool: str, schedules: list[str]) -> None:
-    node = await redpool.add_node(pool, url, worker_ttl=1.0, job_sink_block=1.0)
+    # 3 s: an event-loop block of a second or so on a loaded machine does not fence it
+    # (a fenced run runs again); the kill -9 test asks for 1 s, so the victim's lease
+    # expires before the next due time.
+    ttl = float(os.environ.get("REDPOOL_RECUR_TTL", "3.0"))
+    node = await redpool.add_node(pool, url, worker_ttl=ttl, job_sink_block=1.0)
     await node.add_task_worker(tasks, concurrency=4)
     for raw in schedules:
         spec = json.loads(raw)

@@ -39,8 +39,13 @@ async def workers(redis_url: str, pool_name: str, events_key: str) -> AsyncItera
     """Start tests/tasks/recurring_proc.py processes; each upserts the schedules given."""
     started: list[TaskWorkerProc] = []
 
-    async def start(*schedules: dict[str, Any]) -> TaskWorkerProc:
-        env = {**os.environ, "REDPOOL_RECUR_EVENTS": events_key, "REDPOOL_RECUR_REDIS": redis_url}
+    async def start(*schedules: dict[str, Any], ttl: float = 3.0) -> TaskWorkerProc:
+        env = {
+            **os.environ,
+            "REDPOOL_RECUR_EVENTS": events_key,
+            "REDPOOL_RECUR_REDIS": redis_url,
+            "REDPOOL_RECUR_TTL": str(ttl),
+        }
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.tasks.recurring_proc", redis_url, pool_name,
             *[json.dumps(s) for s in schedules],
@@ -297,7 +302,7 @@ async def test_kill_9_of_the_node_that_would_fire_loses_no_occurrence_and_runs_n
 ) -> None:
     procs = {}
     for _ in range(3):
-        proc = await workers()
+        proc = await workers(ttl=1.0)
         procs[proc.proc.pid] = proc
     node = await make_node(client_only=True)
     # 2 s: the victim's lease (1 s) has expired when the next one is due, so it is placed
