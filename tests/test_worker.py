@@ -120,15 +120,16 @@ async def test_fencing_cancels_an_async_start_under_way_and_the_job_starts_again
 
 
 async def test_a_loop_stall_that_ends_before_the_fence_time_fences_nothing(make_node):
-    # worker_ttl=4: a stall over 1 s is reported; the fence time is 3 s after a beat's send.
-    node = await make_node(worker_ttl=4.0)
+    # worker_ttl=8: a stall over 2 s is reported; the fence time is 6 s after a beat's send
+    # (3.5 s of margin for a loaded machine's extra delays).
+    node = await make_node(worker_ttl=8.0)
     handler = GatedAsync()
     await node.add_worker(handler)
     await node.dispatch_job("k")
     renewed = node._clock.fence_at
     node._lease.wake()
     await eventually(lambda: node._clock.fence_at > renewed, what="a fresh beat")
-    time.sleep(1.5)  # noqa: ASYNC251 - the loop stalls past the limit, not to the fence time
+    time.sleep(2.5)  # noqa: ASYNC251 - the loop stalls past the limit, not to the fence time
     unblocked = time.monotonic()
     await eventually(lambda: node._watchdog._last > unblocked, what="the watchdog looked")
     assert not node._clock.fenced and handler.stopping == []  # the job runs on, here
