@@ -435,3 +435,33 @@ def ticker(run: SyncRunContext, params: None) -> None:
     while True:
         record(run, "tick")
         time.sleep(0.02)
+
+
+async def _puppet(run: RunContext, params: None) -> str:
+    """Does only what the test tells it (tests/tasks/test_control_model.py): pops commands
+    from ``test:model:cmd:<key>``, acknowledges each on ``test:model:ack:<key>``, and then
+    'checkpoint's (where it pauses or stops for a suspend), 'finish'es or 'fail's. Appends
+    ``start|end <key> <epoch>`` to ``test:model:runs`` around its whole run (an end also when
+    its code is stopped), so the test sees every run begin and end."""
+    url = os.environ["REDPOOL_TEST_REDIS"]
+    # Two clients: a cancel during the blocking pop may leave that connection waiting on it,
+    # and the end must still be written.
+    client, commands = aioredis.Redis.from_url(url), aioredis.Redis.from_url(url)
+    try:  # a cancel may come during the first write: the end is written all the same
+        await client.rpush("test:model:runs", f"start {run.key} {run.epoch}")
+        while True:
+            _, command = await commands.blpop([f"test:model:cmd:{run.key}"], timeout=0)
+            await client.rpush(f"test:model:ack:{run.key}", command)
+            if command == b"finish":
+                return "finished"
+            if command == b"fail":
+                raise redpool.Fail("told to fail")
+            await run.checkpoint()
+    finally:
+        await client.rpush("test:model:runs", f"end {run.key} {run.epoch}")
+        await client.aclose()
+        await commands.aclose()
+
+
+puppet = tasks.task(name="puppet", suspendable=True)(_puppet)
+rigid_puppet = tasks.task(name="rigid_puppet")(_puppet)  # the same, not suspendable
