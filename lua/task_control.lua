@@ -126,7 +126,7 @@ local function control()
         return {'invalid', 'queued'}
       end
     end
-    return {'missing', ''}
+    return {'invalid', ''}  -- over: it ran before an older one (a replace jumps the FIFO)
   end
   return ACTIONS[action](rec)
 end

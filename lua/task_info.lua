@@ -24,7 +24,7 @@ if rec.g < wanted then
         ni = 0, c = e.c, tn = e.o.tn, lb = e.o.lb, ik = e.ik}), '', {}}
     end
   end
-  return {'missing'}
+  -- not in the FIFO: it ran before an older generation (a replace goes to the FIFO's head)
 end
 local kept = decode(redis.call('HGET', data(key), 'o' .. wanted) or '')
 if kept and type(kept.r) == 'table' then

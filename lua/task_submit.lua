@@ -120,7 +120,7 @@ local function submit(i, j)
       redis.call('RPUSH', next_of(key), cmsgpack.pack(entry))
     else  -- replace: this one is next, and the active one ends now or once its code stopped
       redis.call('LPUSH', next_of(key), cmsgpack.pack(entry))
-      if old.s == 'scheduled' or old.s == 'queued' or old.s == 'locked' then
+      if not ON_WORKER[old.s] then  -- scheduled, queued, locked, suspended: no run to stop
         redis.call('ZREM', TDELAYED, key)
         redis.call('ZREM', ready(old.q), key)
         finish(key, old, 'canceled', now)

@@ -10,11 +10,6 @@ local key, node, request, wanted = ARG[1], ARG[2], tonumber(ARG[3]), tonumber(AR
 local rec = load_task(key)
 if rec == nil then return {'missing'} end
 if rec == false then return {'corrupt'} end
-if wanted > 0 and rec.g > wanted then  -- a later one replaced it: its kept outcome, if any
-  local kept = decode(redis.call('HGET', data(key), 'o' .. wanted) or '')
-  if kept and type(kept.r) == 'table' then return {'done', kept.r.s, wanted, kept.v} end
-  return {'superseded'}
-end
 if wanted > 0 and rec.g < wanted then  -- still in the key's FIFO
   local entries = redis.call('LRANGE', next_of(key), 0, -1)
   for i, raw in ipairs(entries) do
@@ -30,7 +25,12 @@ if wanted > 0 and rec.g < wanted then  -- still in the key's FIFO
       return {'waiting', 'queued', wanted}
     end
   end
-  return {'missing'}
+  -- not in the FIFO: it ran before an older generation (a replace goes to the FIFO's head)
+end
+if wanted > 0 and rec.g ~= wanted then  -- a later one replaced it: its kept outcome, if any
+  local kept = decode(redis.call('HGET', data(key), 'o' .. wanted) or '')
+  if kept and type(kept.r) == 'table' then return {'done', kept.r.s, wanted, kept.v} end
+  return {'superseded'}
 end
 if TERMINAL[rec.s] then
   local field = 'err'

@@ -128,10 +128,11 @@ class JobHandle(Generic[R]):
     async def cancel(self, wait: bool = True, timeout: float | None = None) -> Status:
         """Cancel the job: a scheduled or queued one (or one waiting in its key's FIFO) at
         once; a running one stops at its next await. With ``wait``, return once it ended (its
-        code stopped)."""
+        code stopped): the generation it canceled, also through ``node.job(key)`` when the
+        key's FIFO starts the next one meanwhile."""
         layer = self._layer
         request, ttl_ms = layer.memo()  # its retries answer what the first call did
-        status = await layer.call(
+        status, generation = await layer.call(
             f"canceling {self.key!r}",
             lambda: layer.scripts.cancel(self.key, self.generation or 0, request, ttl_ms),
         )
@@ -139,7 +140,8 @@ class JobHandle(Generic[R]):
             raise JobNotFoundError(self.key)
         if not wait or Status(status) in TERMINAL:
             return Status(status)
-        return (await self.wait(timeout)).status
+        canceled: JobHandle[R] = JobHandle(layer, self.key, self._result_type, False, generation)
+        return (await canceled.wait(timeout)).status
 
     @public
     async def pause(self, ack_timeout: float = 1.0) -> Status:

@@ -310,11 +310,13 @@ class TaskScripts(ScriptRunner):
             return None
         return Stored(bytes(res[1]), bytes(res[2]), [bytes(v) for v in res[3]])
 
-    async def cancel(self, key: str, generation: int, request: str, memo_ttl_ms: int) -> str:
-        """The status after the call ('missing' when there is no such job); a retry with the
-        same ``request`` answers what the first call did."""
+    async def cancel(
+        self, key: str, generation: int, request: str, memo_ttl_ms: int
+    ) -> tuple[str, int]:
+        """The status after the call ('missing' when there is no such job) and the generation
+        canceled; a retry with the same ``request`` answers what the first call did."""
         res = await self._run("task_cancel", [key, generation, request, memo_ttl_ms])
-        return text(res[0])
+        return text(res[0]), int(res[1])
 
     async def join(
         self, worker: str, concurrency: int, queues: dict[str, int], draining: bool = False
