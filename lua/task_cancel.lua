@@ -18,8 +18,7 @@ if memo then return {memo.s, memo.g} end
 local function cancel()
   local rec = load_task(key)
   if not rec then return {'missing', 0} end
-  if wanted > 0 and rec.g > wanted then return {'canceled', wanted} end  -- long over
-  if wanted > 0 and rec.g < wanted then
+  if wanted > 0 and rec.g ~= wanted then  -- in the key's FIFO (a replace jumps it), or over
     for _, raw in ipairs(redis.call('LRANGE', next_of(key), 0, -1)) do
       local entry = decode(raw)
       if entry and entry.g == wanted then
@@ -31,6 +30,7 @@ local function cancel()
         return {'canceled', wanted}
       end
     end
+    if rec.g > wanted then return {'canceled', wanted} end  -- long over
     return {'missing', 0}
   end
   if TERMINAL[rec.s] or rec.s == 'canceling' then return {rec.s, rec.g} end

@@ -117,8 +117,7 @@ local ACTIONS = {
 local function control()
   local rec = load_task(key)
   if not rec then return {'missing', ''} end
-  if wanted > 0 and rec.g > wanted then return {'invalid', ''} end  -- over: see its runs
-  if wanted > 0 and rec.g < wanted then  -- still in its key's FIFO
+  if wanted > 0 and rec.g ~= wanted then  -- in its key's FIFO (a replace jumps it), or over
     for _, raw in ipairs(redis.call('LRANGE', next_of(key), 0, -1)) do
       local entry = decode(raw)
       if entry and entry.g == wanted then
@@ -126,7 +125,7 @@ local function control()
         return {'invalid', 'queued'}
       end
     end
-    return {'invalid', ''}  -- over: it ran before an older one (a replace jumps the FIFO)
+    return {'invalid', ''}  -- over: see its runs
   end
   return ACTIONS[action](rec)
 end

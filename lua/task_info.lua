@@ -16,7 +16,7 @@ if wanted == 0 or not rec or rec.g == wanted then
   if fields[2] then progress = {fields[2], fields[3], fields[4], fields[5]} end
   return {'ok', raw, fields[1] or '', progress}
 end
-if rec.g < wanted then
+if rec.g ~= wanted then  -- in the FIFO (a replace puts a newer one at its head), or over
   for _, eraw in ipairs(redis.call('LRANGE', next_of(key), 0, -1)) do
     local e = decode(eraw)
     if e and e.g == wanted then

@@ -10,7 +10,7 @@ local key, node, request, wanted = ARG[1], ARG[2], tonumber(ARG[3]), tonumber(AR
 local rec = load_task(key)
 if rec == nil then return {'missing'} end
 if rec == false then return {'corrupt'} end
-if wanted > 0 and rec.g < wanted then  -- still in the key's FIFO
+if wanted > 0 and rec.g ~= wanted then  -- in the key's FIFO (a replace jumps it), or over
   local entries = redis.call('LRANGE', next_of(key), 0, -1)
   for i, raw in ipairs(entries) do
     local entry = decode(raw)
