@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import IO
 
 import pytest
 from redis.asyncio import Redis
@@ -26,6 +27,23 @@ class TaskWorkerProc:
         if self.proc.returncode is None:
             self.proc.terminate()
             await asyncio.wait_for(self.proc.wait(), 20)
+
+
+async def spawn_worker(
+    args: list[str], env: dict[str, str], stderr: IO[bytes] | None = None
+) -> TaskWorkerProc:
+    """Start ``python -m <args>`` and wait for its ``ready <worker id>`` line."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", *args, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=stderr,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line: list[str] = []
+    while not line or line[0] != "ready":
+        raw = await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert raw, f"worker process {args[0]} did not start"
+        line = raw.decode().split()
+    return TaskWorkerProc(proc, line[1])
 
 
 @pytest.fixture
@@ -60,26 +78,11 @@ async def task_workers(
             "REDPOOL_KILL_GRACE": str(kill_grace),
             "REDPOOL_TEST_REDIS": url or redis_url,
         }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.tasks.worker_proc",
-            url or redis_url,
-            pool_name,
-            str(concurrency),
-            *queues,
-            cwd=ROOT,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=None if log is None else log.open("ab"),
+        worker = await spawn_worker(
+            ["tests.tasks.worker_proc", url or redis_url, pool_name, str(concurrency), *queues],
+            env,
+            None if log is None else log.open("ab"),
         )
-        assert proc.stdout is not None
-        line: list[str] = []
-        while not line or line[0] != "ready":
-            raw = await asyncio.wait_for(proc.stdout.readline(), 20)
-            assert raw, "task worker did not start"
-            line = raw.decode().split()
-        worker = TaskWorkerProc(proc, line[1])
         started.append(worker)
         return worker
 

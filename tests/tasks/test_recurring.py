@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta, timezone
@@ -19,8 +18,7 @@ import redis.asyncio as aioredis
 
 import redpool
 from redpool.tasks._recurring import cron_grid
-from tests.procs import ROOT
-from tests.tasks.conftest import TaskWorkerProc
+from tests.tasks.conftest import TaskWorkerProc, spawn_worker
 from tests.tasks.recurring_tasks import chooses, flaky, hooked, sleep
 from tests.tasks.recurring_tasks import tasks as recurring_tasks
 
@@ -46,18 +44,15 @@ async def workers(redis_url: str, pool_name: str, events_key: str) -> AsyncItera
             "REDPOOL_RECUR_REDIS": redis_url,
             "REDPOOL_RECUR_TTL": str(ttl),
         }
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.tasks.recurring_proc", redis_url, pool_name,
-            *[json.dumps(s) for s in schedules],
-            cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert proc.stdout is not None
-        line: list[str] = []
-        while not line or line[0] != "ready":
-            raw = await asyncio.wait_for(proc.stdout.readline(), 20)
-            assert raw, "recurring worker did not start"
-            line = raw.decode().split()
-        worker = TaskWorkerProc(proc, line[1])
+        worker = await spawn_worker(
+            [
+                "tests.tasks.recurring_proc",
+                redis_url,
+                pool_name,
+                *[json.dumps(x) for x in schedules],
+            ],
+            env,
+        )
         started.append(worker)
         return worker
 
